@@ -1,0 +1,101 @@
+"""Reading and writing images: every image in iptbench is uint8 RGB, H x W x 3.
+
+Tensors follow the official IPT convention: float, N x 3 x H x W, pixel values on the 0-255 scale.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from iptbench.errors import ImageReadError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def is_image_file(path: str | os.PathLike[str]) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def _to_rgb_array(img: Image.Image) -> np.ndarray:
+    """Any PIL mode -> uint8 H x W x 3; grayscale is replicated, alpha is dropped, 16-bit is rescaled."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr = np.floor(arr * (255.0 / peak) + 0.5).clip(0, 255).astype(np.uint8)
+        return np.repeat(arr[..., None], 3, axis=2)
+    if img.mode == "F":
+        raise ValueError("floating-point images are not supported")
+    if img.mode in ("L", "1", "P", "LA", "PA", "CMYK", "YCbCr", "RGBA", "RGBX", "LAB", "HSV"):
+        img = img.convert("RGB")
+    elif img.mode != "RGB":
+        img = img.convert("RGB")
+    return np.asarray(img, dtype=np.uint8)
+
+
+def _read_16bit_tiff_or_png(path: Path) -> np.ndarray | None:
+    """Pillow cannot hold 16-bit RGB; scikit-image's readers can. Returns None when not 16-bit."""
+    from skimage import io as skio
+
+    arr = skio.imread(str(path))
+    if arr.dtype != np.uint16:
+        return None
+    arr = np.floor(arr.astype(np.float64) * (255.0 / 65535.0) + 0.5).astype(np.uint8)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    return arr[..., :3]
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Decode one image file into uint8 RGB H x W x 3, or raise ImageReadError with the reason."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode in ("RGB", "L", "P", "RGBA") or path.suffix.lower() not in (".png", ".tif", ".tiff"):
+                return np.ascontiguousarray(_to_rgb_array(img))
+            mode = img.mode
+        if mode.startswith("I;16") or mode in ("I",):
+            with Image.open(path) as img:
+                return np.ascontiguousarray(_to_rgb_array(img))
+        wide = _read_16bit_tiff_or_png(path)
+        if wide is not None:
+            return np.ascontiguousarray(wide)
+        with Image.open(path) as img:
+            return np.ascontiguousarray(_to_rgb_array(img))
+    except FileNotFoundError:
+        raise ImageReadError(path, "no such file") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(path, "not a recognised image format") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageReadError(path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+
+
+def write_png(path: str | os.PathLike[str], image: np.ndarray) -> None:
+    """Write uint8 H x W x 3 (or H x W) losslessly; parent folders are created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if image.dtype != np.uint8:
+        raise TypeError(f"write_png expects uint8, got {image.dtype}")
+    Image.fromarray(image).save(path, format="PNG")
+
+
+def image_to_tensor(image: np.ndarray, device: torch.device | str | None = None) -> torch.Tensor:
+    """uint8 H x W x 3 -> float32 1 x 3 x H x W on the 0-255 scale."""
+    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).unsqueeze(0)
+    return t.to(device=device, dtype=torch.float32)
+
+
+def tensor_to_image(tensor: torch.Tensor) -> np.ndarray:
+    """1 x 3 x H x W (or 3 x H x W) on the 0-255 scale -> uint8 H x W x 3, rounded half away from zero."""
+    from iptbench.ops import quantize
+
+    if tensor.dim() == 4:
+        if tensor.shape[0] != 1:
+            raise ValueError("tensor_to_image takes a single image")
+        tensor = tensor[0]
+    return quantize(tensor.detach()).to(torch.uint8).permute(1, 2, 0).cpu().numpy()

@@ -1,0 +1,7 @@
+"""Placeholder until this subcommand's owner lands it."""
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    return None

@@ -22,32 +22,20 @@ def is_image_file(path: str | os.PathLike[str]) -> bool:
 
 
 def _to_rgb_array(img: Image.Image) -> np.ndarray:
-    """Any PIL mode -> uint8 H x W x 3; grayscale is replicated, alpha is dropped, 16-bit is rescaled."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+    """Any PIL mode -> uint8 H x W x 3: grayscale replicated, alpha dropped, CMYK converted, 16-bit rescaled.
+
+    Pillow opens 16-bit RGB PNG/TIFF as 8-bit RGB (high byte); 16-bit grayscale arrives as mode I;16 or I
+    and is rescaled here with rounding.
+    """
+    if img.mode.startswith("I"):
         arr = np.asarray(img, dtype=np.float64)
-        peak = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        arr = np.floor(arr * (255.0 / peak) + 0.5).clip(0, 255).astype(np.uint8)
+        arr = np.floor(arr * (255.0 / 65535.0) + 0.5).clip(0, 255).astype(np.uint8)
         return np.repeat(arr[..., None], 3, axis=2)
     if img.mode == "F":
         raise ValueError("floating-point images are not supported")
-    if img.mode in ("L", "1", "P", "LA", "PA", "CMYK", "YCbCr", "RGBA", "RGBX", "LAB", "HSV"):
-        img = img.convert("RGB")
-    elif img.mode != "RGB":
+    if img.mode != "RGB":
         img = img.convert("RGB")
     return np.asarray(img, dtype=np.uint8)
-
-
-def _read_16bit_tiff_or_png(path: Path) -> np.ndarray | None:
-    """Pillow cannot hold 16-bit RGB; scikit-image's readers can. Returns None when not 16-bit."""
-    from skimage import io as skio
-
-    arr = skio.imread(str(path))
-    if arr.dtype != np.uint16:
-        return None
-    arr = np.floor(arr.astype(np.float64) * (255.0 / 65535.0) + 0.5).astype(np.uint8)
-    if arr.ndim == 2:
-        arr = np.repeat(arr[..., None], 3, axis=2)
-    return arr[..., :3]
 
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
@@ -55,24 +43,15 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     path = Path(path)
     try:
         with Image.open(path) as img:
-            img.load()
-            if img.mode in ("RGB", "L", "P", "RGBA") or path.suffix.lower() not in (".png", ".tif", ".tiff"):
-                return np.ascontiguousarray(_to_rgb_array(img))
-            mode = img.mode
-        if mode.startswith("I;16") or mode in ("I",):
-            with Image.open(path) as img:
-                return np.ascontiguousarray(_to_rgb_array(img))
-        wide = _read_16bit_tiff_or_png(path)
-        if wide is not None:
-            return np.ascontiguousarray(wide)
-        with Image.open(path) as img:
+            img.load()  # decode now so truncated files fail here, not later
             return np.ascontiguousarray(_to_rgb_array(img))
     except FileNotFoundError:
         raise ImageReadError(path, "no such file") from None
     except UnidentifiedImageError:
         raise ImageReadError(path, "not a recognised image format") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageReadError(path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ImageReadError(path, message) from None
 
 
 def write_png(path: str | os.PathLike[str], image: np.ndarray) -> None:

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from iptbench.errors import ImageReadError
+
+if TYPE_CHECKING:  # torch is imported lazily so that listing folders stays fast
+    import torch
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -64,13 +67,17 @@ def write_png(path: str | os.PathLike[str], image: np.ndarray) -> None:
 
 
 def image_to_tensor(image: np.ndarray, device: torch.device | str | None = None) -> torch.Tensor:
-    """uint8 H x W x 3 -> float32 1 x 3 x H x W on the 0-255 scale."""
-    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).unsqueeze(0)
+    """uint8 H x W x 3 -> float32 1 x 3 x H x W on the 0-255 scale (a copy: the array is not shared)."""
+    import torch
+
+    t = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).unsqueeze(0)
     return t.to(device=device, dtype=torch.float32)
 
 
 def tensor_to_image(tensor: torch.Tensor) -> np.ndarray:
     """1 x 3 x H x W (or 3 x H x W) on the 0-255 scale -> uint8 H x W x 3, rounded half away from zero."""
+    import torch
+
     from iptbench.ops import quantize
 
     if tensor.dim() == 4:

@@ -1,7 +1,166 @@
-"""Placeholder until this subcommand's owner lands it."""
+"""`iptbench metrics GT_DIR RESTORED_DIR`: score a folder of restored images, as with BasicSR's scripts."""
+
+from __future__ import annotations
+
+import csv
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+from rich.table import Table
+
+from iptbench.cli._common import console, err_console, user_errors
+from iptbench.errors import IptbenchError
+
+if TYPE_CHECKING:
+    from iptbench.metrics.folders import FolderScores
+    from iptbench.tasks import Task
+
+
+class ProfileName(StrEnum):
+    sr = "sr"
+    denoise = "denoise"
+    derain = "derain"
+    ipt_legacy = "ipt-legacy"
+
+
+class Channel(StrEnum):
+    y = "y"
+    rgb = "rgb"
+
+
+class LpipsNet(StrEnum):
+    alex = "alex"
+    vgg = "vgg"
+
+
+def _profile_task(profile: str, scale: int | None) -> Task:
+    """The task a profile is applied to: SR at --scale, else the profile's own kind."""
+    from iptbench.tasks import TASKS, Task, get_task
+
+    if scale is not None and scale > 1 and profile in ("sr", "ipt-legacy"):
+        return TASKS.get(f"sr-x{scale}") or Task(f"sr-x{scale}", "sr", scale, None, -1)
+    if profile == "sr":
+        raise IptbenchError("--profile sr needs --scale N (its border crop equals the scale), or pass --crop")
+    return get_task("derain" if profile == "derain" else "denoise-30")
+
+
+def resolve_settings(
+    profile: str | None, scale: int | None, crop: int | None, channel: str | None
+) -> tuple[int, str, str]:
+    """(crop, channel, description line) from a profile plus explicit overrides, which always win."""
+    if scale is not None and scale < 1:
+        raise IptbenchError(f"--scale must be >= 1, got {scale}")
+    if profile is None and scale is not None and scale > 1:
+        profile = "sr"
+    if profile is None:
+        crop_v, channel_v = crop or 0, channel or "y"
+        return crop_v, channel_v, f"no profile: {channel_v.upper()} channel, border crop {crop_v} px"
+    from iptbench.metrics import get_profile
+
+    prof = get_profile(profile)
+    if profile == "sr" and scale is None and crop is not None:
+        task = None  # an explicit crop stands in for the scale
+    else:
+        task = _profile_task(profile, scale)
+    crop_v = crop if crop is not None else prof.crop_for(task)
+    channel_v = channel if channel is not None else (prof.channel_for(task) if task else "y")
+    overrides = [f"{k} {v}" for k, v in (("crop", crop), ("channel", channel)) if v is not None]
+    line = prof.describe()
+    if overrides:
+        line += f" [overridden: {', '.join(overrides)}]"
+    return crop_v, channel_v, line
+
+
+def _table(scores: FolderScores, gt_dir: Path, restored_dir: Path) -> Table:
+    table = Table(title=f"{restored_dir} vs {gt_dir}", title_justify="left")
+    table.add_column("image")
+    table.add_column("PSNR (dB)", justify="right")
+    table.add_column("SSIM", justify="right")
+    if scores.lpips_net:
+        table.add_column(f"LPIPS ({scores.lpips_net})", justify="right")
+    rows = [*scores.rows, scores.mean()]
+    for i, row in enumerate(rows):
+        cells = [row.name, f"{row.psnr:.2f}", f"{row.ssim:.4f}"]
+        if scores.lpips_net:
+            cells.append(f"{row.lpips:.4f}")
+        table.add_row(*cells, style="bold" if i == len(rows) - 1 else None, end_section=i == len(rows) - 2)
+    return table
+
+
+def write_csv(path: Path, scores: FolderScores) -> None:
+    """One row per image, full precision (repr of the float), no mean row."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["image", "psnr", "ssim"] + (["lpips"] if scores.lpips_net else []))
+        for row in scores.rows:
+            writer.writerow(
+                [row.name, repr(row.psnr), repr(row.ssim)] + ([repr(row.lpips)] if scores.lpips_net else [])
+            )
+
+
+@user_errors
+def metrics(
+    gt_dir: Path = typer.Argument(..., help="Folder of ground-truth images."),
+    restored_dir: Path = typer.Argument(
+        ..., help="Folder of restored images (names may carry _x4, _SwinIR...)."
+    ),
+    profile: ProfileName | None = typer.Option(
+        None,
+        "--profile",
+        help="Metric profile; sr = Y channel, crop = scale (default when --scale is given).",
+    ),
+    scale: int | None = typer.Option(None, "--scale", help="SR scale: the sr profile's border crop."),
+    crop: int | None = typer.Option(None, "--crop", help="Border crop in pixels (overrides the profile)."),
+    channel: Channel | None = typer.Option(
+        None, "--channel", help="Score on Y or RGB (overrides the profile)."
+    ),
+    lpips: bool = typer.Option(False, "--lpips", help="Also compute LPIPS (full RGB images, as BasicSR)."),
+    lpips_net: LpipsNet = typer.Option(LpipsNet.alex, "--lpips-net", help="LPIPS backbone."),
+    csv_file: Path | None = typer.Option(None, "--csv", help="Write per-image scores to this CSV file."),
+) -> None:
+    """Score RESTORED_DIR against GT_DIR: PSNR / SSIM (and LPIPS) per image and the mean.
+
+    Example: iptbench metrics Set5/HR results/Set5_x4 --profile sr --scale 4 --csv set5_x4.csv
+    """
+    from rich.progress import Progress
+
+    from iptbench.metrics.folders import score_folder
+
+    crop_v, channel_v, description = resolve_settings(
+        profile.value if profile else None, scale, crop, channel.value if channel else None
+    )
+    with Progress(console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
+        task = bar.add_task("scoring", total=None)
+        scores = score_folder(
+            gt_dir,
+            restored_dir,
+            crop=crop_v,
+            channel=channel_v,  # type: ignore[arg-type]
+            scale=scale,
+            lpips_net=lpips_net.value if lpips else None,
+            on_image=lambda _name: bar.advance(task),
+        )
+    console.print(_table(scores, gt_dir, restored_dir))
+    scored = f"scored: {channel_v.upper()} channel, border crop {crop_v} px, {len(scores.rows)} images"
+    if scores.lpips_net:
+        scored += f"; LPIPS {scores.lpips_net} on uncropped RGB"
+    console.print(description, highlight=False)
+    console.print(scored, highlight=False)
+    if scores.modcropped:
+        console.print(
+            f"ground truth mod-cropped to x{scale} to match the outputs: {', '.join(scores.modcropped)}",
+            highlight=False,
+        )
+    if scores.unused:
+        names = ", ".join(p.name for p in scores.unused[:8]) + (" ..." if len(scores.unused) > 8 else "")
+        err_console.print(f"[yellow]ignored {len(scores.unused)} restored file(s) with no match:[/] {names}")
+    if csv_file is not None:
+        write_csv(csv_file, scores)
+        console.print(f"wrote {csv_file}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
-    return None
+    app.command("metrics")(metrics)

@@ -1,0 +1,137 @@
+"""Named metric profiles: which channel, which border crop and which noise convention a table uses.
+
+A profile is data (one frozen record per name), printed under every table via ``describe()`` so
+readers know exactly how a number was computed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from iptbench.errors import IptbenchError
+from iptbench.tasks import Task, TaskKind
+
+Channel = Literal["y", "rgb"]
+CropRule = Literal["scale", "none"]
+
+
+@dataclass(frozen=True)
+class MetricProfile:
+    """How PSNR/SSIM are computed for each task kind, and how synthetic noisy inputs are made.
+
+    ``crop`` per kind is "scale" (crop = the task's scale, 0 when the scale is 1) or "none".
+    Noise is Gaussian in float on the 0-255 scale, seeded per image with ``noise_seed``.
+    """
+
+    name: str
+    description: str
+    channel_sr: Channel
+    channel_denoise: Channel
+    channel_derain: Channel
+    crop_sr: CropRule
+    crop_denoise: CropRule
+    crop_derain: CropRule
+    noise_clip: bool  # clamp the noisy input to 0..255 (IPT's trainer does; the literature does not)
+    noise_round: bool = False  # round the noisy input to integers (nobody does; kept explicit)
+    noise_seed: int = 0  # per-image seed of the Gaussian noise
+    y_rounding: bool = False  # Y is always float: no MATLAB-uint8 rounding of Y
+
+    def channel_for(self, task: Task | TaskKind) -> Channel:
+        kind = task.kind if isinstance(task, Task) else task
+        return {"sr": self.channel_sr, "denoise": self.channel_denoise, "derain": self.channel_derain}[kind]
+
+    def crop_for(self, task: Task | int) -> int:
+        """Border crop in pixels; an int is read as an SR scale (``--scale N`` in the metrics command)."""
+        if isinstance(task, Task):
+            kind, scale = task.kind, task.scale
+        else:
+            kind, scale = ("sr" if int(task) > 1 else "denoise"), int(task)
+        rule = {"sr": self.crop_sr, "denoise": self.crop_denoise, "derain": self.crop_derain}[kind]
+        return scale if rule == "scale" and scale > 1 else 0
+
+    def _kinds_text(self, attr: str) -> str:
+        values = {k: getattr(self, f"{attr}_{k}") for k in ("sr", "denoise", "derain")}
+        if len(set(values.values())) == 1:
+            return str(next(iter(values.values())))
+        return ", ".join(f"{k} {v}" for k, v in values.items())
+
+    def describe(self) -> str:
+        """One line for under a table."""
+        channel = self._kinds_text("channel").replace("rgb", "RGB").replace("y", "Y (BT.601 studio)")
+        crop = self._kinds_text("crop").replace("scale", "crop = scale").replace("none", "crop 0")
+        noise = "clipped to 0..255" if self.noise_clip else "not clipped"
+        noise += ", rounded" if self.noise_round else ", not rounded"
+        return (
+            f"profile {self.name}: {channel}; {crop}; Y rounding: {'uint8' if self.y_rounding else 'none'}; "
+            f"output quantised to uint8 (round half away from zero); noise: float Gaussian, per-image seed "
+            f"{self.noise_seed}, {noise}"
+        )
+
+
+PROFILES: dict[str, MetricProfile] = {
+    p.name: p
+    for p in (
+        MetricProfile(
+            "sr",
+            "super-resolution literature (MATLAB/BasicSR): Y float, crop = scale",
+            "y",
+            "y",
+            "y",
+            "scale",
+            "scale",
+            "scale",
+            noise_clip=False,
+        ),  # fmt: skip
+        MetricProfile(
+            "denoise",
+            "colour denoising literature (KAIR/SwinIR/Restormer): RGB, no crop",
+            "rgb",
+            "rgb",
+            "rgb",
+            "none",
+            "none",
+            "none",
+            noise_clip=False,
+        ),  # fmt: skip
+        MetricProfile(
+            "derain",
+            "deraining literature (PReNet/RCDNet MATLAB scripts): Y float, no crop",
+            "y",
+            "y",
+            "y",
+            "none",
+            "none",
+            "none",
+            noise_clip=False,
+        ),  # fmt: skip
+        MetricProfile(
+            "ipt-legacy",
+            "official IPT code: Y for every task, crop = scale for SR and 0 otherwise, noisy input clipped",
+            "y",
+            "y",
+            "y",
+            "scale",
+            "none",
+            "none",
+            noise_clip=True,
+        ),  # fmt: skip
+    )
+}
+
+_DEFAULT_FOR_KIND: dict[str, str] = {"sr": "sr", "denoise": "denoise", "derain": "derain"}
+
+
+def get_profile(name: str) -> MetricProfile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise IptbenchError(
+            f"unknown metric profile {name!r}; valid profiles: {', '.join(PROFILES)}"
+        ) from None
+
+
+def default_profile_for(task: Task | TaskKind) -> MetricProfile:
+    """The literature's convention for the task's kind: ``sr``, ``denoise`` or ``derain``."""
+    kind = task.kind if isinstance(task, Task) else task
+    return PROFILES[_DEFAULT_FOR_KIND[kind]]

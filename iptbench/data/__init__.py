@@ -18,7 +18,18 @@ _LAZY = {
     "get_benchmark": "iptbench.data.benchmarks",
     "locate": "iptbench.data.benchmarks",
     "resolve_data_root": "iptbench.data.benchmarks",
+    "PatchDataset": "iptbench.data.patches",
+    "TaskBatchSampler": "iptbench.data.patches",
+    "BuildConfig": "iptbench.data.builder",
+    "build": "iptbench.data.builder",
+    "resolve_sources": "iptbench.data.sources",
+    "generate_images": "iptbench.data.sources",
+    "bicubic_lr": "iptbench.data.degradations",
+    "add_gaussian_noise": "iptbench.data.degradations",
+    "add_rain": "iptbench.data.degradations",
 }
+
+__all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str) -> Any:

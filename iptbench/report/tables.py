@@ -1,0 +1,340 @@
+"""Paper-style tables from one or more `iptbench eval` folders: rows = methods, columns = datasets.
+
+One block per task (SR x2/x3/x4, denoising sigma 30/50, deraining); each cell is PSNR (dB) / SSIM.
+Published rows (package data, iptbench.evaluation.published) sit above the measured ones, marked
+"(published)", with the scoring channel in the label whenever it differs from ours; for IPT models a
+"Δ" row gives measured minus the published IPT number scored the same way (channel and crop).
+Under every table: the metric profile(s) used and the sources of the published rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from iptbench.errors import IptbenchError
+from iptbench.evaluation.published import PublishedRow, published_for
+from iptbench.tasks import TASK_NAMES, get_task
+
+DATASET_ORDER = {
+    "sr": ("Set5", "Set14", "B100", "Urban100", "Manga109"),
+    "denoise": ("CBSD68", "Kodak24", "McMaster", "Urban100"),
+    "derain": ("Rain100L", "Rain100H"),
+}
+FORMATS = ("md", "csv", "latex")
+# Paper order: super-resolution, then denoising, then deraining (not the official task index order).
+BLOCK_ORDER = ("sr-x2", "sr-x3", "sr-x4", "denoise-30", "denoise-50", "derain")
+DAGGER = "†"
+
+
+@dataclass(frozen=True)
+class Measured:
+    model: str
+    dataset: str
+    task: str
+    profile: str
+    images: int
+    psnr: float
+    ssim: float
+    channel: str
+    crop: int
+    profile_description: str
+
+
+@dataclass
+class Row:
+    label: str
+    kind: str  # "published", "measured" or "delta"
+    cells: dict[str, str] = field(default_factory=dict)
+    profile: str = ""
+
+
+@dataclass
+class Block:
+    task: str
+    title: str
+    datasets: list[str]
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _float(text: str) -> float:
+    return float(text) if text not in ("", None) else math.nan
+
+
+def load_results(folders: list[Path]) -> tuple[list[Measured], list[str]]:
+    """Rows of every folder's summary.csv; a later folder's cell replaces an earlier one's (warned)."""
+    cells: dict[tuple[str, str, str, str], Measured] = {}
+    warnings: list[str] = []
+    for folder in folders:
+        path = folder / "summary.csv" if folder.is_dir() else folder
+        if not path.is_file():
+            raise IptbenchError(f"no summary.csv in {folder}: pass folders written by `iptbench eval --out`")
+        with path.open(newline="", encoding="utf-8") as handle:
+            for raw in csv.DictReader(handle):
+                row = Measured(
+                    raw["model"],
+                    raw["dataset"],
+                    get_task(raw["task"]).name,
+                    raw["profile"],
+                    int(raw["images"]),
+                    _float(raw["psnr"]),
+                    _float(raw["ssim"]),
+                    raw.get("channel", ""),
+                    int(raw.get("crop") or 0),
+                    raw.get("profile_description", ""),
+                )
+                key = (row.model, row.dataset, row.task, row.profile)
+                if key in cells:
+                    warnings.append(
+                        f"{'/'.join(key[:3])} ({row.profile}) appears twice; kept the one in {folder}"
+                    )
+                cells[key] = row
+    return list(cells.values()), warnings
+
+
+def _datasets(task: str, present: set[str]) -> list[str]:
+    order = DATASET_ORDER[get_task(task).kind]
+    return [d for d in order if d in present] + sorted(present - set(order))
+
+
+def _cell(psnr: float, ssim: float | str | None, mark: str = "") -> str:
+    if psnr is None or math.isnan(psnr):
+        return "–"
+    text = f"{psnr:.2f}"
+    if isinstance(ssim, str):  # a published value, kept with the digits it was printed with
+        text += f" / {ssim}" if ssim else ""
+    elif ssim is not None and not math.isnan(ssim):
+        text += f" / {ssim:.4f}"
+    return text + mark
+
+
+def task_title(task: str) -> str:
+    t = get_task(task)
+    if t.kind == "sr":
+        return f"Super-resolution ×{t.scale} ({t.name})"
+    if t.kind == "denoise":
+        return f"Colour denoising, σ = {t.sigma} ({t.name})"
+    return f"Deraining ({t.name})"
+
+
+def _published_rows(task: str, datasets: list[str], channel: str) -> tuple[list[Row], list[str], bool]:
+    groups: dict[tuple[str, str], list[PublishedRow]] = {}
+    for p in published_for(task, datasets):
+        groups.setdefault((p.method, p.channel), []).append(p)
+    rows, any_unconfirmed = [], False
+    sources: dict[tuple[str, str, str], list[str]] = {}
+    for (method, ch), items in groups.items():
+        suffix = f", {ch.upper() if ch == 'y' else 'RGB'}" if ch != channel else ""
+        row = Row(f"{method} (published{suffix})", "published", profile=f"published, {ch}")
+        for p in items:
+            mark = "" if p.confirmed else DAGGER
+            any_unconfirmed |= not p.confirmed
+            row.cells[p.dataset] = _cell(p.psnr, p.ssim_text, mark)
+        rows.append(row)
+        first = items[0]
+        methods = sources.setdefault((first.source, first.table, first.protocol), [])
+        if method not in methods:
+            methods.append(method)
+    notes = [f"{', '.join(m)}: {src}, {table} [{protocol}]" for (src, table, protocol), m in sources.items()]
+    return rows, notes, any_unconfirmed
+
+
+def _ipt_reference(task: str, dataset: str, channel: str, crop: int) -> PublishedRow | None:
+    candidates = [
+        p
+        for p in published_for(task, [dataset])
+        if p.is_ipt() and p.channel == channel and p.crop_pixels() == crop
+    ]
+    confirmed = [p for p in candidates if p.confirmed]
+    return (confirmed or candidates or [None])[0]
+
+
+def build_blocks(measured: list[Measured], published: bool = False) -> list[Block]:
+    blocks = []
+    for task in (*BLOCK_ORDER, *(t for t in TASK_NAMES if t not in BLOCK_ORDER)):
+        rows_for_task = [m for m in measured if m.task == task]
+        if not rows_for_task:
+            continue
+        datasets = _datasets(task, {m.dataset for m in rows_for_task})
+        block = Block(task, task_title(task), datasets)
+        channels = sorted({m.channel for m in rows_for_task})
+        channel = channels[0] if len(channels) == 1 else ""
+        references: list[str] = []
+        pub_notes: list[str] = []
+        unconfirmed = False
+        if published:
+            pub_rows, pub_notes, unconfirmed = _published_rows(task, datasets, channel)
+            block.rows.extend(pub_rows)
+        profiles_per_model: dict[str, set[str]] = {}
+        for m in rows_for_task:
+            profiles_per_model.setdefault(m.model, set()).add(m.profile)
+        by_label: dict[tuple[str, str], list[Measured]] = {}
+        for m in rows_for_task:
+            by_label.setdefault((m.model, m.profile), []).append(m)
+        for (model, profile), items in by_label.items():
+            label = model if len(profiles_per_model[model]) == 1 else f"{model} [{profile}]"
+            row = Row(label, "measured", {m.dataset: _cell(m.psnr, m.ssim) for m in items}, profile)
+            block.rows.append(row)
+            if not (published and model.lower().startswith("ipt")):
+                continue
+            delta = Row(f"Δ {label} − IPT (published)", "delta", profile=profile)
+            for m in items:
+                ref = _ipt_reference(task, m.dataset, m.channel, m.crop)
+                if ref is None or math.isnan(m.psnr):
+                    continue
+                mark = "" if ref.confirmed else DAGGER
+                unconfirmed |= not ref.confirmed
+                delta.cells[m.dataset] = f"{m.psnr - ref.psnr:+.2f}{mark}"
+                references.append(f"{ref.method} {m.dataset} {ref.psnr:.2f} ({ref.channel.upper()})")
+            if delta.cells:
+                block.rows.append(delta)
+        seen: set[tuple[str, str]] = set()
+        for m in rows_for_task:
+            if (m.profile, m.profile_description) not in seen:
+                seen.add((m.profile, m.profile_description))
+                desc = m.profile_description or "no description recorded"
+                # describe() lines already start with "profile NAME:"; don't say it twice
+                prefix = (
+                    "Metric "
+                    if desc.startswith(f"profile {m.profile}")
+                    else f"Metric profile `{m.profile}`: "
+                )
+                block.notes.append(prefix + desc)
+        if published:
+            block.notes.extend(f"Published: {n}" for n in pub_notes)
+            if references:
+                block.notes.append("Δ against: " + "; ".join(dict.fromkeys(references)))
+            if unconfirmed:
+                block.notes.append(f"{DAGGER} not confirmed from a primary source.")
+        blocks.append(block)
+    return blocks
+
+
+def render_markdown(
+    blocks: list[Block], missing: list | None = None, warnings: list[str] | None = None
+) -> str:
+    lines = [
+        "# iptbench results",
+        "",
+        "PSNR (dB) / SSIM; measured rows are iptbench runs, means over images.",
+        "",
+    ]
+    for block in blocks:
+        lines += [
+            f"## {block.title}",
+            "",
+            "| Method | " + " | ".join(block.datasets) + " |",
+            "|---|" + "---|" * len(block.datasets),
+        ]
+        for row in block.rows:
+            cells = [row.cells.get(d, "–") for d in block.datasets]
+            label = f"*{row.label}*" if row.kind == "published" else row.label
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append("")
+        lines += [f"{note}  " for note in block.notes[:-1]] + block.notes[-1:]
+        lines.append("")
+    if missing:
+        lines += ["## Missing datasets", ""]
+        for m in missing:
+            fetch = f": `{m.fetch_command}`" if m.fetch_command else ""
+            detail = f" ({m.detail})" if m.detail else ""
+            lines.append(f"- {m.name} ({m.state}){detail}{fetch}")
+        lines.append("")
+    if warnings:
+        lines += ["## Warnings", ""] + [f"- {w}" for w in warnings] + [""]
+    return "\n".join(lines)
+
+
+def render_csv(blocks: list[Block]) -> str:
+    datasets = list(dict.fromkeys(d for b in blocks for d in b.datasets))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(
+        ["task", "method", "kind", "profile", *[f"{d} {m}" for d in datasets for m in ("psnr", "ssim")]]
+    )
+    for block in blocks:
+        for row in block.rows:
+            values: list[str] = []
+            for d in datasets:
+                text = row.cells.get(d, "").replace("–", "")
+                psnr, _, ssim = text.partition(" / ")
+                values += [psnr, ssim]
+            writer.writerow([block.task, row.label, row.kind, row.profile, *values])
+    return buffer.getvalue()
+
+
+_LATEX = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\^{}",
+    "†": r"$^\dagger$",
+    "Δ": r"$\Delta$",
+    "−": "$-$",
+    "×": r"$\times$",
+    "σ": r"$\sigma$",
+    "–": "--",
+    "`": "",
+}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX.get(ch, ch) for ch in text)
+
+
+def render_latex(blocks: list[Block]) -> str:
+    out = ["% iptbench results; needs \\usepackage{booktabs}", ""]
+    for block in blocks:
+        out += [
+            r"\begin{table}[t]",
+            r"\centering",
+            rf"\caption{{{latex_escape(block.title)}: PSNR (dB) / SSIM.}}",
+            r"\begin{tabular}{l" + "c" * len(block.datasets) + "}",
+            r"\toprule",
+            "Method & " + " & ".join(latex_escape(d) for d in block.datasets) + r" \\",
+            r"\midrule",
+        ]
+        previous = None
+        for row in block.rows:
+            if previous == "published" and row.kind != "published":
+                out.append(r"\midrule")
+            previous = row.kind
+            label = (
+                rf"\textit{{{latex_escape(row.label)}}}"
+                if row.kind == "published"
+                else latex_escape(row.label)
+            )
+            cells = [latex_escape(row.cells.get(d, "–")) for d in block.datasets]
+            out.append(f"{label} & " + " & ".join(cells) + r" \\")
+        out += [r"\bottomrule", r"\end{tabular}", r"\par\smallskip\footnotesize"]
+        out += [latex_escape(n) + r"\\" for n in block.notes]
+        out += [r"\end{table}", ""]
+    return "\n".join(out)
+
+
+def render_report(
+    folders: list[Path], fmt: str = "md", published: bool = False, missing: list | None = None
+) -> str:
+    if fmt not in FORMATS:
+        raise IptbenchError(f"unknown report format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    measured, warnings = load_results([Path(f) for f in folders])
+    if not measured and not missing:
+        raise IptbenchError(
+            f"no results in {', '.join(str(f) for f in folders)}: summary.csv has no rows yet"
+        )
+    blocks = build_blocks(measured, published)
+    if fmt == "csv":
+        return render_csv(blocks)
+    if fmt == "latex":
+        return render_latex(blocks)
+    return render_markdown(blocks, missing, warnings)

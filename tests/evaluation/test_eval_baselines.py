@@ -63,7 +63,7 @@ def test_classic_denoisers_reduce_the_error(name: str) -> None:
 def test_missing_optional_package_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "bm3d" else real(n, *a))
-    with pytest.raises(IptbenchError, match=r"bm3d.*not installed.*pip install 'iptbench\[bm3d\]'"):
+    with pytest.raises(IptbenchError, match=r"bm3d.*not installed.*pip install 'iptbench\[baselines\]'"):
         parse_model_spec("bm3d")
 
 

@@ -1,7 +1,113 @@
-"""Placeholder until this subcommand's owner lands it."""
+"""`iptbench restore`: run an IPT checkpoint over images of any size and write PNGs."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
+from iptbench.cli._common import console, err_console, user_errors
+
+
+def _collect_inputs(inputs: list[Path]) -> list[Path]:
+    from iptbench.errors import IptbenchError
+    from iptbench.images import is_image_file
+
+    files: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            found = sorted(p for p in item.iterdir() if p.is_file() and is_image_file(p))
+            if not found:
+                raise IptbenchError(f"folder {item} holds no images ({', '.join(('.png', '.jpg', '...'))})")
+            files.extend(found)
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise IptbenchError(f"input {item} does not exist")
+    stems: dict[str, Path] = {}
+    for f in files:
+        if f.stem in stems:
+            raise IptbenchError(f"{stems[f.stem]} and {f} would both be written as {f.stem}.png; rename one")
+        stems[f.stem] = f
+    return files
+
+
+def _probe(path: Path) -> tuple[int, int, bool]:
+    """(height, width, grayscale) from the header, so sizes are known before any model work."""
+    from PIL import Image
+
+    from iptbench.images import read_image
+
+    try:
+        with Image.open(path) as img:
+            return img.height, img.width, img.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L")
+    except Exception:
+        read_image(path)  # raises ImageReadError with the reason
+        raise
+
+
+def restore_command(
+    inputs: list[Path] = typer.Argument(..., help="Image files or folders of images."),
+    weights: Path = typer.Option(..., "--weights", "-w", help="Our .safetensors or an official IPT_*.pt."),
+    task: str = typer.Option(
+        ..., "--task", "-t", help="sr-x2, sr-x3, sr-x4, derain, denoise-30 or denoise-50."
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="Folder for the PNGs (created)."),
+    tile_mode: str = typer.Option("fast", "--tile-mode", help="fast (ours, ~8x fewer windows) or official."),
+    window_batch: int = typer.Option(64, "--window-batch", help="Windows per forward; bounds memory."),
+    self_ensemble: bool = typer.Option(False, "--self-ensemble", help="Average the 8 flips/transposes."),
+    device: str | None = typer.Option(
+        None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if present)."
+    ),
+    num_heads: int = typer.Option(12, "--num-heads", help="Heads assumed for an official .pt file."),
+) -> None:
+    """Restore images with an IPT checkpoint; writes OUTPUT/<input name>.png (rounded to uint8)."""
+    import torch
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from iptbench.errors import IptbenchError
+    from iptbench.images import image_to_tensor, read_image, tensor_to_image, write_png
+    from iptbench.models import count_windows, load_model, restore
+    from iptbench.models.inference import TILE_MODES
+    from iptbench.tasks import get_task
+
+    get_task(task)
+    if tile_mode not in TILE_MODES:
+        raise IptbenchError(f"--tile-mode must be one of {', '.join(TILE_MODES)}, got {tile_mode!r}")
+    if window_batch < 1:
+        raise IptbenchError(f"--window-batch must be at least 1, got {window_batch}")
+    files = _collect_inputs(inputs)
+    probes = {f: _probe(f) for f in files}
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise IptbenchError("--device cuda requested but no CUDA device is available; use --device cpu")
+    model = load_model(weights, device=dev, num_heads=num_heads)
+    model.task_index(task)  # clear error if the weights lack this task
+    total = sum(
+        count_windows(model, h, w, tile_mode=tile_mode, self_ensemble=self_ensemble)  # type: ignore[arg-type]
+        for h, w, _ in probes.values()
+    )
+    output.mkdir(parents=True, exist_ok=True)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        job = bar.add_task("windows", total=total)
+        for f in files:
+            if probes[f][2]:
+                err_console.print(f"note: {f.name} is grayscale; replicated to RGB, output is RGB")
+            bar.update(job, description=f.name)
+            image = image_to_tensor(read_image(f))
+            out = restore(
+                model,
+                image,
+                task,
+                tile_mode=tile_mode,  # type: ignore[arg-type]
+                window_batch=window_batch,
+                self_ensemble=self_ensemble,
+                progress=lambda n: bar.advance(job, n),
+            )
+            write_png(output / f"{f.stem}.png", tensor_to_image(out.cpu()))
+    console.print(f"wrote {len(files)} image(s) to {output} ({task}, {tile_mode} tiling, {total} windows)")
+
 
 def register(app: typer.Typer) -> None:
-    return None
+    app.command("restore")(user_errors(restore_command))

@@ -1,9 +1,10 @@
 """`iptbench build-data`: images -> corrupted/clean patch pairs for the six IPT tasks, in one HDF5 file.
 
-Parallel and deterministic: worker processes decode, crop, corrupt, hash and (for gzip) compress one source
-at a time; the main process is the only writer and takes results strictly in source order through a
-bounded window of in-flight chunks, so the file's datasets are the same whatever --workers is. Every random
-choice comes from Generator(PCG64(SeedSequence([seed, source index, task index]))), never from worker state.
+Parallel and deterministic: worker processes decode, crop, corrupt, hash and encode (to the exact chunk
+bytes HDF5 stores) one source at a time; the main process is the only writer, takes results strictly in
+source order through a bounded window of in-flight chunks and only calls write_direct_chunk, so the file's
+datasets are the same whatever --workers is. Every random choice comes from
+Generator(PCG64(SeedSequence([seed, source index, task index]))), never from worker state.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import multiprocessing as mp
 import os
 import sys
 import time
-import zlib
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -30,10 +30,10 @@ from iptbench.data.degradations import add_gaussian_noise, add_rain, bicubic_lr
 from iptbench.data.pairfile import (
     FORMAT,
     FORMAT_VERSION,
-    GZIP_LEVEL,
     STATUS_TOO_SMALL,
     STATUS_UNREADABLE,
     STATUS_USED,
+    ChunkEncoder,
     PairWriter,
     SourceResult,
     TaskPayload,
@@ -94,6 +94,7 @@ _WORKER: dict[str, Any] = {}
 def _init_worker(cfg: BuildConfig) -> None:
     torch.set_num_threads(1)  # one image per process; intra-op threads would only oversubscribe the cores
     _WORKER["cfg"] = cfg
+    _WORKER["encoder"] = ChunkEncoder(cfg.compression)
     _WORKER["bank"] = (
         StreakBank(Path(cfg.rain_streaks)) if cfg.rain_streaks and "derain" in cfg.tasks else None
     )
@@ -123,23 +124,18 @@ def make_pairs(image: np.ndarray, index: int, task: Task, cfg: BuildConfig, bank
     return inputs, targets
 
 
-def _payload(index: int, inputs: np.ndarray, targets: np.ndarray, compression: str) -> TaskPayload:
+def _payload(index: int, inputs: np.ndarray, targets: np.ndarray, encoder: ChunkEncoder) -> TaskPayload:
+    inputs, targets = np.ascontiguousarray(inputs), np.ascontiguousarray(targets)
     h = hashlib.sha256()
     tag = np.int64(index).astype("<i8").tobytes()
     for a, b in zip(inputs, targets, strict=True):
-        h.update(a.tobytes())
-        h.update(b.tobytes())
+        h.update(a)  # contiguous rows: hashed through the buffer protocol, no copies
+        h.update(b)
         h.update(tag)
-    if compression == "gzip":
-        # Compressing here spreads the deflate cost over the workers; HDF5's deflate filter stores zlib
-        # streams, so these chunks are what the filter would have written.
-        ins: np.ndarray | list[bytes] = [zlib.compress(a.tobytes(), GZIP_LEVEL) for a in inputs]
-        tgs: np.ndarray | list[bytes] = [zlib.compress(b.tobytes(), GZIP_LEVEL) for b in targets]
-    elif compression == "none":
-        ins, tgs = [a.tobytes() for a in inputs], [b.tobytes() for b in targets]
-    else:
-        ins, tgs = inputs, targets
-    return TaskPayload(len(inputs), ins, tgs, h.digest())
+    ins, in_masks = encoder.encode(inputs)
+    tgs, tg_masks = encoder.encode(targets)
+    masks = None if in_masks is None or tg_masks is None else in_masks + tg_masks
+    return TaskPayload(len(inputs), ins, tgs, h.digest(), masks)
 
 
 def process_source(index: int, path: str) -> SourceResult:
@@ -154,7 +150,7 @@ def process_source(index: int, path: str) -> SourceResult:
     result = SourceResult(index, STATUS_USED)
     for name in cfg.tasks:
         inputs, targets = make_pairs(image, index, get_task(name), cfg, _WORKER["bank"])
-        result.payloads[name] = _payload(index, inputs, targets, cfg.compression)
+        result.payloads[name] = _payload(index, inputs, targets, _WORKER["encoder"])
     return result
 
 

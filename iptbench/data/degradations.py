@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from iptbench.data.rain import DEFAULT_RANGES, RainRanges, StreakBank, synth_rain_layers
-from iptbench.ops import imresize, quantize
+from iptbench.ops import imresize
 
 
 def _batched(images: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -24,8 +24,17 @@ def _batched(images: np.ndarray) -> tuple[np.ndarray, bool]:
     return images, False
 
 
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    return quantize(x).to(torch.uint8).numpy()
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    """iptbench.ops.quantize then uint8, in NumPy and in place on a float32 array x (it is overwritten).
+
+    Every step is exact (clamp, floor, the fraction y - floor(y)), so this equals the torch version bit
+    for bit; NumPy just skips torch's per-call overhead on these small patch batches.
+    """
+    np.clip(x, 0.0, 255.0, out=x)
+    whole = np.floor(x)
+    frac = np.subtract(x, whole, out=x)
+    whole += frac >= 0.5
+    return whole.astype(np.uint8)
 
 
 def bicubic_lr(clean: np.ndarray, scale: int) -> np.ndarray:
@@ -38,9 +47,11 @@ def bicubic_lr(clean: np.ndarray, scale: int) -> np.ndarray:
     h, w = batch.shape[1:3]
     if h % scale or w % scale:
         raise ValueError(f"crop {h}x{w} is not a multiple of the scale {scale}")
-    x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).to(torch.float32)
+    # uint8 -> float32 is exact, so converting in NumPy (straight to contiguous N x C x H x W) gives
+    # imresize the same input as a torch conversion would, without its slow strided copy.
+    x = torch.from_numpy(batch.transpose(0, 3, 1, 2).astype(np.float32, order="C"))
     lr = imresize(x, 1.0 / scale, "matlab", size=(h // scale, w // scale))
-    out = _to_uint8(lr).transpose(0, 2, 3, 1)
+    out = _to_uint8(lr.numpy()).transpose(0, 2, 3, 1)
     out = np.ascontiguousarray(out)
     return out[0] if single else out
 
@@ -49,8 +60,9 @@ def add_gaussian_noise(clean: np.ndarray, sigma: float, rng: np.random.Generator
     """clean + N(0, sigma^2) on the 0-255 scale, clipped to [0, 255] and rounded to uint8."""
     batch, single = _batched(clean)
     noise = rng.standard_normal(batch.shape, dtype=np.float32)
-    noisy = batch.astype(np.float32) + np.float32(sigma) * noise
-    out = _to_uint8(torch.from_numpy(noisy))
+    noise *= np.float32(sigma)
+    noise += batch
+    out = _to_uint8(noise)
     return out[0] if single else out
 
 
@@ -69,5 +81,5 @@ def add_rain(
         layer = synth_rain_layers(rng, k, h, ranges)[..., None]
     else:
         layer = streaks.layers(rng, k, h)
-    out = _to_uint8(torch.from_numpy(batch.astype(np.float32) + layer))
+    out = _to_uint8(np.add(layer, batch, dtype=np.float32))
     return out[0] if single else out

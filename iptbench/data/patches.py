@@ -10,11 +10,12 @@ Usage:
         for batch in loader:  # batch["task"][0] is the one task of the whole batch, as IPT trains
             out = model(batch["input"].cuda().float(), batch["task"][0])
 
-HDF5 handles are opened lazily in whichever process reads (h5py objects cannot cross a fork or a pickle),
-and gzip/unfiltered chunks are read with read_direct_chunk and inflated here, which is several times faster
-than h5py's general selection path for one-patch reads. Keys may be plain indices or (index, epoch) pairs;
-the sampler yields pairs so that flips and fresh noise depend on (seed, epoch, index) only, not on which
-worker happens to load a sample.
+HDF5 handles are opened lazily in whichever process reads (h5py objects cannot cross a fork or a pickle).
+DataLoader fetches a whole batch through __getitems__: gzip and unfiltered chunks are read with
+read_direct_chunk and inflated straight into views (lzf goes through HDF5 one row at a time), then each
+pair is flipped and transposed to C x H x W in one copy, and fresh noise is added to the batch at once.
+Keys may be plain indices or (index, epoch) pairs; the sampler yields pairs so that flips and fresh noise
+depend on (seed, epoch, index) only, not on which worker happens to load a sample.
 """
 
 from __future__ import annotations
@@ -69,16 +70,46 @@ class _Reader:
             self.mode = "deflate" if ids == [_DEFLATE] else "raw" if not ids else "h5py"
 
     def __call__(self, row: int) -> np.ndarray:
+        return self.rows(np.array([row]))[0]
+
+    def rows(self, rows: np.ndarray) -> list[np.ndarray]:
+        """The patches of a batch of rows (H x W x C uint8 each, possibly read-only views of the chunk)."""
         if self.mode == "virtual":
-            k = bisect.bisect_right([p[0] for p in self.parts], row) - 1
-            _, shift, sub = self.parts[k]
-            return sub(row - shift)
+            starts = np.array([p[0] for p in self.parts])
+            part = np.searchsorted(starts, rows, side="right") - 1
+            out: list[np.ndarray] = [np.empty(0, np.uint8)] * len(rows)
+            for k in np.unique(part).tolist():
+                sel = np.nonzero(part == k)[0]
+                _, shift, sub = self.parts[k]
+                for j, arr in zip(sel.tolist(), sub.rows(rows[sel] - shift), strict=True):
+                    out[j] = arr
+            return out
         if self.mode == "h5py":
-            return self.dset[row]
-        _, data = self.dset.id.read_direct_chunk((row, 0, 0, 0))
+            buf = np.empty((len(rows), *self.shape), dtype=np.uint8)
+            self._read_selection(rows, buf)
+            return list(buf)
+        read = self.dset.id.read_direct_chunk
+        # Inflate with the exact output size as the buffer size (no regrowing), then view it in place:
+        # the only copy left is the caller's flip-and-transpose into the batch.
+        size = int(np.prod(self.shape))
+        shape = self.shape
         if self.mode == "deflate":
-            data = zlib.decompress(data)
-        return np.frombuffer(data, dtype=np.uint8).reshape(self.shape)
+            return [
+                np.frombuffer(zlib.decompress(read((r, 0, 0, 0))[1], bufsize=size), np.uint8).reshape(shape)
+                for r in rows.tolist()
+            ]
+        return [np.frombuffer(read((r, 0, 0, 0))[1], np.uint8).reshape(shape) for r in rows.tolist()]
+
+    def _read_selection(self, rows: np.ndarray, out: np.ndarray) -> None:
+        # Any other filter (lzf): HDF5 decodes in C, one row per H5Dread. (A single read of the union of
+        # the rows is far slower: HDF5 walks the union selection once per chunk.)
+        fspace = self.dset.id.get_space()
+        mspace = h5py.h5s.create_simple((1, *self.shape))
+        count = (1, *self.shape)
+        zeros = (0,) * len(self.shape)
+        for k, row in enumerate(rows.tolist()):
+            fspace.select_hyperslab((row, *zeros), count)
+            self.dset.id.read(mspace, fspace, out[k : k + 1])
 
 
 class PatchDataset(Dataset):
@@ -179,28 +210,74 @@ class PatchDataset(Dataset):
         return np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, epoch, index])))
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
-        index, epoch = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (int(key), None)
-        task, fid, row = self.locate(index)
-        inp = self._reader(fid, task, "input")(row)
-        tgt = self._reader(fid, task, "target")(row)
-        source = int(self._reader(fid, task, "source")[row])
+        return self.__getitems__([key])[0]
+
+    def __getitems__(self, keys: Sequence[int | tuple[int, int]]) -> list[dict[str, Any]]:
+        """A whole batch in one call (DataLoader uses this): rows of one task and file are read together
+        and flipped, noised and transposed as arrays; items equal __getitem__ of each key."""
+        parsed = [(int(k[0]), int(k[1])) if isinstance(k, (tuple, list)) else (int(k), None) for k in keys]
+        groups: dict[tuple[str, int], list[tuple[int, int]]] = {}
+        for pos, (index, _) in enumerate(parsed):
+            task, fid, row = self.locate(index)
+            groups.setdefault((task, fid), []).append((pos, row))
+        items: list[dict[str, Any]] = [{} for _ in keys]
+        for (task, fid), members in groups.items():
+            pos = [m[0] for m in members]
+            x, y, sources = self._read_batch(
+                task, fid, np.array([m[1] for m in members]), [parsed[p] for p in pos]
+            )
+            index = get_task(task).official_index
+            for k, p in enumerate(pos):
+                items[p] = {
+                    "input": x[k],
+                    "target": y[k],
+                    "task": task,
+                    "task_index": index,
+                    "source": sources[k],
+                }
+        return items
+
+    def _read_batch(
+        self, task: str, fid: int, rows: np.ndarray, keys: list[tuple[int, int | None]]
+    ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """(inputs n x 3 x p x p, targets n x 3 x sp x sp, sources) for rows of one task and file."""
+        n = len(rows)
+        r_in, r_tg = self._reader(fid, task, "input"), self._reader(fid, task, "target")
+        inp, tgt = r_in.rows(rows), r_tg.rows(rows)
+        sources = self._reader(fid, task, "source")[rows].tolist()
         spec = get_task(task)
-        rng = self._rng(index, epoch) if (self.augment or self.fresh_noise) else None
-        if self.augment and rng is not None:
-            op = int(rng.integers(0, 8))
-            inp, tgt = _dihedral(inp, op), _dihedral(tgt, op)
-        if self.fresh_noise and spec.kind == "denoise" and rng is not None:
-            noise = rng.standard_normal(tgt.shape, dtype=np.float32) * np.float32(spec.sigma)
-            inp = quantize(torch.from_numpy(tgt.astype(np.float32) + noise)).to(torch.uint8).numpy()
-        x = torch.from_numpy(np.ascontiguousarray(inp.transpose(2, 0, 1)))
-        y = torch.from_numpy(np.ascontiguousarray(tgt.transpose(2, 0, 1)))
+        noisy = self.fresh_noise and spec.kind == "denoise"
+        ops = [0] * n
+        p_in, p_tg = r_in.shape, r_tg.shape
+        noise = np.empty((n, *p_tg), dtype=np.float32) if noisy else None
+        if self.augment or self.fresh_noise:
+            # One generator per item, drawn in the same order as a single-item read, so results depend on
+            # (seed, epoch, index) only, not on how keys are grouped into batches.
+            for k, (index, epoch) in enumerate(keys):
+                rng = self._rng(index, epoch)
+                if self.augment:
+                    ops[k] = int(rng.integers(0, 8))
+                if noise is not None:
+                    noise[k] = rng.standard_normal(p_tg, dtype=np.float32)
+        x = np.empty((n, p_in[2], p_in[0], p_in[1]), dtype=np.uint8)
+        y = np.empty((n, p_tg[2], p_tg[0], p_tg[1]), dtype=np.uint8)
+        for k, op in enumerate(ops):
+            # flip/rotate as views, then one strided copy each into the CHW batch
+            x[k] = _dihedral(inp[k], op).transpose(2, 0, 1)
+            y[k] = _dihedral(tgt[k], op).transpose(2, 0, 1)
+        tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+        if noise is not None:
+            noise *= np.float32(spec.sigma)
+            noisy_in = ty.to(torch.float32) + torch.from_numpy(noise.transpose(0, 3, 1, 2))
+            tx = quantize(noisy_in).to(torch.uint8)
         if self.as_float:
-            x, y = x.float(), y.float()
-        return {"input": x, "target": y, "task": task, "task_index": spec.official_index, "source": source}
+            tx, ty = tx.float(), ty.float()
+        return tx, ty, sources
 
 
 def _dihedral(a: np.ndarray, op: int) -> np.ndarray:
-    """One of the 8 flips/rotations (op bits: horizontal flip, vertical flip, transpose)."""
+    """One of the 8 flips/rotations of H x W x C, as a view (op bits: horizontal flip, vertical flip,
+    transpose)."""
     if op & 1:
         a = a[:, ::-1]
     if op & 2:

@@ -82,10 +82,20 @@ def synth_rain_layers(
     dx = grid[None, None, None, :] - cx.astype(f32)[:, :, None, None]
     dy = grid[None, None, :, None] - cy.astype(f32)[:, :, None, None]
     sin, cos = np.sin(a).astype(f32)[:, :, None, None], np.cos(a).astype(f32)[:, :, None, None]
-    along = (dx * sin + dy * cos) / half.astype(f32)[:, :, None, None]
-    perp = dx * cos - dy * sin
-    taper = np.clip(f32(1.0) - along * along, f32(0.0), None)
-    profile = np.exp(-(perp * perp) / (f32(2.0) * sig.astype(f32)[:, :, None, None] ** 2)) * taper
+    # The same float32 operations in the same order as the plain expressions
+    #   taper = clip(1 - along^2, 0), profile = exp(-perp^2 / (2 sig^2)) * taper
+    # but in place: two full-size (count, m, size, size) temporaries instead of seven.
+    taper = dx * sin + dy * cos
+    taper /= half.astype(f32)[:, :, None, None]  # along the streak, in half-lengths
+    np.multiply(taper, taper, out=taper)
+    np.subtract(f32(1.0), taper, out=taper)
+    np.clip(taper, f32(0.0), None, out=taper)
+    profile = dx * cos - dy * sin  # across the streak
+    np.multiply(profile, profile, out=profile)
+    np.negative(profile, out=profile)
+    profile /= f32(2.0) * sig.astype(f32)[:, :, None, None] ** 2
+    np.exp(profile, out=profile)
+    profile *= taper
     layer = np.einsum("km,kmyx->kyx", amp.astype(f32), profile)
     return layer.astype(np.float32)
 

@@ -31,13 +31,7 @@ _SHARD_FREE += ("build_seconds", "merged_from")
 
 
 def _open_complete(path: Path) -> tuple[h5py.File, dict[str, Any]]:
-    if not Path(path).is_file():
-        raise IptbenchError(f"{path} not found")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise IptbenchError(f"cannot open {path} as HDF5 ({str(exc).splitlines()[0]})") from None
-    manifest = read_manifest(f)
+    f, manifest = _open_any(path)
     if not manifest.get("complete"):
         f.close()
         raise IptbenchError(f"{path} is unfinished: rerun its build-data command to complete it")

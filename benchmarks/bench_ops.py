@@ -2,6 +2,8 @@
 
 * imresize x4 down, a batch of eight 1024x1024 RGB images: iptbench (float32 ``matlab`` and
   ``matlab_uint8``) vs Pillow's C bicubic (per image, reducing_gap=None) vs a direct NumPy gather.
+* the polyphase CPU path of integer downscales vs the dense band-GEMM path it replaced, on the 1024 px
+  batch and on build-data's patch batches (2 crops of 96/144/192 px down to 48 px).
 * SSIM of a 512x512 RGB pair: iptbench vs skimage (values asserted equal within 1e-6).
 Times are the best of ``--repeat`` runs after one warm-up.
 """
@@ -9,9 +11,10 @@ Times are the best of ``--repeat`` runs after one warm-up.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -21,9 +24,21 @@ from rich.table import Table
 from rich_argparse import RichHelpFormatter
 from skimage.metrics import structural_similarity
 
+import iptbench.ops.resize as resize_module
 from iptbench.metrics import ssim
 from iptbench.ops import imresize
 from iptbench.ops.resize import contributions
+
+
+@contextlib.contextmanager
+def dense_path_only() -> Iterator[None]:
+    """imresize without its polyphase fast path: the dense band GEMMs every other case uses."""
+    saved = resize_module.polyphase_plan
+    resize_module.polyphase_plan = lambda *args: None
+    try:
+        yield
+    finally:
+        resize_module.polyphase_plan = saved
 
 
 def best_time(fn: Callable[[], object], repeat: int) -> float:
@@ -88,6 +103,12 @@ def main() -> None:
     got = imresize(batch_t[:1].double(), 1 / 4)[0].permute(1, 2, 0).numpy()
     assert np.abs(got - numpy_imresize(one, 1 / 4)).max() < 1e-9, "imresize disagrees with the NumPy version"
 
+    batch_cl = torch.from_numpy(batch_u8).permute(0, 3, 1, 2).float()  # channels-last memory
+    t_cl = best_time(lambda: imresize(batch_cl, 1 / 4), repeat)
+    with dense_path_only():
+        t_cl_dense = best_time(lambda: imresize(batch_cl, 1 / 4), repeat)
+        t_u8_dense = best_time(lambda: imresize(batch_t, 1 / 4, "matlab_uint8"), repeat)
+
     t_cuda = None
     if torch.cuda.is_available():
         gpu = batch_f.cuda()
@@ -102,14 +123,38 @@ def main() -> None:
     table.add_column("vs Pillow", justify="right")
     rows = [
         ("Pillow BICUBIC (C, uint8, reducing_gap=None)", t_pil),
-        ("iptbench imresize matlab, float32, batched", t_ours),
-        ("iptbench imresize matlab_uint8 (float64 inside)", t_ours_u8),
+        ("iptbench imresize matlab, float32, batched (dense band GEMMs)", t_ours),
+        ("iptbench imresize matlab, float32, channels-last batch (polyphase)", t_cl),
+        ("  same, polyphase off (dense band GEMMs)", t_cl_dense),
+        ("iptbench imresize matlab_uint8, float64 inside (polyphase)", t_ours_u8),
+        ("  same, polyphase off (dense band GEMMs)", t_u8_dense),
         ("direct NumPy gather (float64)", t_np),
     ]
     if t_cuda is not None:
         rows.append(("iptbench imresize matlab, float32, CUDA batched", t_cuda))
     for name, t in rows:
         table.add_row(name, f"{1000 * t / n_img:.2f}", f"{t / t_pil:.2f}x time")
+    console.print(table)
+
+    # ---- build-data's patch batches: polyphase vs dense ---------------------------------------------
+    table = Table(title="imresize on build-data patches: 2 crops -> 2 x 48 x 48 x 3, float32 (ms per call)")
+    for col in ("factor", "polyphase", "dense band GEMMs", "speed-up"):
+        table.add_column(col, justify="right")
+    calls = 20 if args.quick else 200
+    for factor in (2, 3, 4):
+        crops = torch.from_numpy(rng.integers(0, 256, (2, 48 * factor, 48 * factor, 3), dtype=np.uint8))
+        view = crops.permute(0, 3, 1, 2)  # channels-last, as build-data passes them
+
+        def run(view: torch.Tensor = view, factor: int = factor) -> None:
+            for _ in range(calls):
+                imresize(view, 1 / factor, size=(48, 48))
+
+        t_fast = best_time(run, repeat) / calls
+        with dense_path_only():
+            t_slow = best_time(run, repeat) / calls
+        table.add_row(
+            f"1/{factor}", f"{1000 * t_fast:.3f}", f"{1000 * t_slow:.3f}", f"{t_slow / t_fast:.1f}x"
+        )
     console.print(table)
 
     # ---- SSIM -------------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ class BuildConfig:
     patch_size: int = 48
     patches_per_image: int = DEFAULT_PATCHES_PER_IMAGE
     seed: int = 0
-    compression: str = "gzip"
+    compression: str = "none"  # fastest to build and to read; gzip saves 29 % of the disk (README)
     rain_streaks: str | None = None
 
     def __post_init__(self) -> None:
@@ -155,7 +155,14 @@ def process_source(index: int, path: str) -> SourceResult:
 
 
 def _process_chunk(items: list[tuple[int, str]]) -> list[SourceResult]:
-    return [process_source(i, p) for i, p in items]
+    results = [process_source(i, p) for i, p in items]
+    # These go back to the writer through a pipe. NumPy arrays pickle (protocol 4) through an extra
+    # copy and cost 4x what their bytes do: about 0.4 ms per 500x375 image, a third of its decode.
+    for result in results:
+        for payload in result.payloads.values():
+            payload.inputs = [c if isinstance(c, bytes) else c.tobytes() for c in payload.inputs]
+            payload.targets = [c if isinstance(c, bytes) else c.tobytes() for c in payload.targets]
+    return results
 
 
 def _make_pool(cfg: BuildConfig, workers: int) -> ProcessPoolExecutor | None:

@@ -12,6 +12,7 @@ import torch
 
 from iptbench.data.rain import DEFAULT_RANGES, RainRanges, StreakBank, synth_rain_layers
 from iptbench.ops import imresize
+from iptbench.ops.resize import downscale_hwc
 
 
 def _batched(images: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -47,12 +48,13 @@ def bicubic_lr(clean: np.ndarray, scale: int) -> np.ndarray:
     h, w = batch.shape[1:3]
     if h % scale or w % scale:
         raise ValueError(f"crop {h}x{w} is not a multiple of the scale {scale}")
-    # uint8 -> float32 is exact, so converting in NumPy (straight to contiguous N x C x H x W) gives
-    # imresize the same input as a torch conversion would, without its slow strided copy.
-    x = torch.from_numpy(batch.transpose(0, 3, 1, 2).astype(np.float32, order="C"))
-    lr = imresize(x, 1.0 / scale, "matlab", size=(h // scale, w // scale))
-    out = _to_uint8(lr.numpy()).transpose(0, 2, 3, 1)
-    out = np.ascontiguousarray(out)
+    size = (h // scale, w // scale)
+    # uint8 -> float32 is exact, so this is imresize's own CPU path on the same values, bit for bit.
+    lr = downscale_hwc(batch.astype(np.float32), size)
+    if lr is None:  # not reached for integer scales; kept so the definition stays imresize's
+        lr = imresize(torch.from_numpy(batch).permute(0, 3, 1, 2), 1.0 / scale, "matlab", size=size)
+        lr = lr.permute(0, 2, 3, 1).numpy()
+    out = np.ascontiguousarray(_to_uint8(lr))  # lr is ours to overwrite
     return out[0] if single else out
 
 

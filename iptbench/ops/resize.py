@@ -16,40 +16,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from iptbench.ops.bicubic import contributions
+from iptbench.ops.polyphase import AxisPlan
+from iptbench.ops.polyphase import axis_plan as polyphase_plan
+from iptbench.ops.polyphase import downscale as polyphase_downscale
+
 Mode = Literal["matlab", "matlab_uint8"]
 ArrayT = TypeVar("ArrayT", Tensor, np.ndarray)
 
 _BLOCK = 64  # output rows per band block; big enough for efficient GEMMs, small enough to skip zeros
-
-
-def _cubic(x: np.ndarray) -> np.ndarray:
-    ax = np.abs(x)
-    ax2 = ax * ax
-    ax3 = ax2 * ax
-    return (1.5 * ax3 - 2.5 * ax2 + 1.0) * (ax <= 1) + (-0.5 * ax3 + 2.5 * ax2 - 4.0 * ax + 2.0) * (
-        (ax > 1) & (ax <= 2)
-    )
-
-
-def contributions(in_len: int, out_len: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """MATLAB's per-axis taps: (indices 0-based, weights), each out_len x P, rows summing to 1."""
-    kernel_width = 4.0
-    antialias = scale < 1
-    if antialias:
-        kernel_width = kernel_width / scale
-    x = np.arange(1, out_len + 1, dtype=np.float64)
-    u = x / scale + 0.5 * (1 - 1 / scale)
-    left = np.floor(u - kernel_width / 2)
-    taps = int(math.ceil(kernel_width)) + 2
-    indices = left[:, None] + np.arange(taps, dtype=np.float64)[None, :]
-    dist = u[:, None] - indices
-    weights = scale * _cubic(scale * dist) if antialias else _cubic(dist)
-    weights = weights / weights.sum(axis=1, keepdims=True)
-    # Symmetric boundary: MATLAB indexes [1..n, n..1] periodically.
-    aux = np.concatenate([np.arange(in_len), np.arange(in_len - 1, -1, -1)])
-    idx = aux[np.mod(indices.astype(np.int64) - 1, aux.size)]
-    keep = np.any(weights != 0, axis=0)
-    return idx[:, keep], weights[:, keep]
 
 
 @lru_cache(maxsize=64)
@@ -117,6 +92,62 @@ def _output_size(in_h: int, in_w: int, scale: float) -> tuple[int, int]:
     return one(in_h), one(in_w)
 
 
+def _polyphase_plans(
+    in_size: tuple[int, int], out_size: tuple[int, int], scales: tuple[float, float]
+) -> tuple[AxisPlan, AxisPlan] | None:
+    if scales[1] < scales[0]:  # the polyphase path does rows first; MATLAB starts with the smaller scale
+        return None
+    rows = polyphase_plan(in_size[0], out_size[0], scales[0])
+    cols = polyphase_plan(in_size[1], out_size[1], scales[1]) if rows is not None else None
+    return None if cols is None else (rows, cols)
+
+
+def downscale_hwc(images: np.ndarray, size: tuple[int, int]) -> np.ndarray | None:
+    """``imresize(..., "matlab", size=size)`` of an N x H x W x C float array by integer factors.
+
+    The same function, on the same values, as imresize's CPU path for the channels-last view of the
+    array, so the result is bit-identical to it, without the tensor round trip (build-data calls this
+    per crop batch). None when the factors are not integers.
+    """
+    _, in_h, in_w, _ = images.shape
+    out_h, out_w = int(size[0]), int(size[1])
+    plans = _polyphase_plans((in_h, in_w), (out_h, out_w), (out_h / in_h, out_w / in_w))
+    return None if plans is None else polyphase_downscale(images, *plans)
+
+
+def _polyphase(
+    x: Tensor,
+    in_size: tuple[int, int],
+    out_size: tuple[int, int],
+    scales: tuple[float, float],
+    round_uint8: bool,
+) -> Tensor | None:
+    """The CPU fast path for integer downscales (iptbench.ops.polyphase), or None where it does not apply.
+
+    It works on H x W x C memory. Channels-last inputs (build-data's crops) and the float64 uint8 mode gain
+    2-3x from it; contiguous float N x C x H x W inputs would first need a full transpose, which costs more
+    than it saves, so they keep the dense band GEMMs.
+    """
+    if x.device.type != "cpu" or x.requires_grad:
+        return None
+    channels_last = x.shape[1] == 1 or x.permute(0, 2, 3, 1).is_contiguous()
+    if not (round_uint8 or channels_last):
+        return None
+    plans = _polyphase_plans(in_size, out_size, scales)
+    if plans is None:
+        return None
+    rows, cols = plans
+    if round_uint8:
+        dtype = torch.float64
+    else:
+        dtype = x.dtype if x.is_floating_point() else torch.float32
+    hwc = x.permute(0, 2, 3, 1).to(dtype, memory_format=torch.contiguous_format).numpy()
+    out = polyphase_downscale(hwc, rows, cols, round_each_axis=round_uint8)
+    # Channels-last memory, as the array came: callers that need contiguous N x C x H x W ask for it.
+    result = torch.from_numpy(out).permute(0, 3, 1, 2)
+    return result.to(x.dtype) if round_uint8 else result
+
+
 def imresize(
     images: Tensor,
     scale: float,
@@ -131,6 +162,9 @@ def imresize(
     clamping to 0..255 after each axis; returns the input dtype (uint8 in, uint8 out).
     Axes are processed in order of increasing scale factor (rows first when equal), as MATLAB does.
     ``size=(H, W)`` overrides the output size; each axis then uses scale = out / in.
+    On CPU, integer downscales of channels-last float inputs and all ``matlab_uint8`` integer downscales
+    take a polyphase path that groups the sums differently from the dense one: float results of the
+    two can differ in the last bits (about 1e-5 on 0-255); uint8 results do not depend on the layout.
     """
     if mode not in ("matlab", "matlab_uint8"):
         raise ValueError(f"imresize mode must be 'matlab' or 'matlab_uint8', got {mode!r}")
@@ -151,6 +185,9 @@ def imresize(
         raise ValueError(f"imresize output size would be {out_h} x {out_w}")
 
     round_uint8 = mode == "matlab_uint8"
+    fast = _polyphase(x, (in_h, in_w), (out_h, out_w), scales, round_uint8)
+    if fast is not None:
+        return fast.squeeze(0) if squeeze else fast
     # Contiguous N x C x H x W keeps the band products plain strided GEMMs (inputs are often
     # channels-last views of H x W x C arrays).
     if round_uint8:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from iptbench.data.degradations import add_gaussian_noise, add_rain, bicubic_lr
-from iptbench.data.rain import StreakBank, synth_rain_layers
+from iptbench.data.rain import StreakBank, draw_streaks, render_streaks, synth_rain_layers
 from iptbench.images import write_png
 from iptbench.ops import imresize, quantize
 
@@ -85,3 +85,24 @@ def test_user_streak_maps(tmp_path: Path) -> None:
     rainy = add_rain(clean, np.random.default_rng(0), bank)
     assert set(np.unique(rainy)) <= {100, 190}
     assert (rainy == 190).any()
+
+
+def _dense_streaks(streaks: tuple[np.ndarray, ...], size: int) -> np.ndarray:
+    """The streak formula evaluated at every pixel centre of every patch, in float64."""
+    cx, cy, a, half, sig, amp = (np.asarray(v, np.float64)[:, :, None, None] for v in streaks)
+    centre = np.arange(size) + 0.5
+    dx, dy = centre[None, None, None, :] - cx, centre[None, None, :, None] - cy
+    along = (dx * np.sin(a) + dy * np.cos(a)) / half
+    across = dx * np.cos(a) - dy * np.sin(a)
+    return (amp * np.exp(-(across**2) / (2 * sig**2)) * np.clip(1 - along**2, 0, None)).sum(axis=1)
+
+
+@pytest.mark.parametrize("size", [48, 96])
+def test_rain_rendering_equals_the_dense_formula(size: int) -> None:
+    streaks = draw_streaks(np.random.default_rng(size), 6, size)
+    got = render_streaks(streaks, size)
+    want = _dense_streaks(streaks, size)
+    assert got.dtype == np.float32 and got.shape == (6, size, size)
+    # float32 arithmetic, and tails cut 6 px from each centre line (under 1e-4 there)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-3)
+    assert want.max() > 50

@@ -7,7 +7,17 @@ import sys
 import typer
 
 from iptbench._version import __version__
-from iptbench.cli import build_data, datasets, evaluate, lpips_weights, metrics, report, restore, weights
+from iptbench.cli import (
+    build_data,
+    datasets,
+    evaluate,
+    lpips_weights,
+    metrics,
+    report,
+    restore,
+    train,
+    weights,
+)
 from iptbench.cli._common import err_console
 from iptbench.errors import IptbenchError
 
@@ -36,7 +46,7 @@ def _root(
     """The Image Processing Transformer (IPT) end to end: data, models, checkpoints and honest numbers."""
 
 
-for _module in (metrics, lpips_weights, datasets, build_data, weights, restore, evaluate, report):
+for _module in (metrics, lpips_weights, datasets, build_data, weights, restore, evaluate, report, train):
     _module.register(app)
 
 

@@ -293,6 +293,11 @@ class TaskBatchSampler(Sampler[list[Any]]):
     Every epoch reshuffles from (seed, epoch); call set_epoch (or just iterate again: the epoch advances
     after each full pass). Yields (index, epoch) keys so PatchDataset's random flips and fresh noise are
     reproducible whatever the number of DataLoader workers.
+
+    With `world_size` > 1 (one sampler per torchrun rank, same seed everywhere), each task's batches are
+    dealt in groups of `world_size` consecutive batches and the groups are shuffled: at every step all
+    ranks hold disjoint batches of the same task, so the global batch is still one task, as in the paper.
+    Every rank yields the same number of batches; the batches of an incomplete last group are dropped.
     """
 
     def __init__(
@@ -303,11 +308,16 @@ class TaskBatchSampler(Sampler[list[Any]]):
         shuffle: bool = True,
         drop_last: bool = True,
         seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
         self.ranges = list(dataset.task_ranges.values())
         self.batch_size, self.shuffle, self.drop_last, self.seed = batch_size, shuffle, drop_last, seed
+        self.rank, self.world_size = rank, world_size
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -317,17 +327,21 @@ class TaskBatchSampler(Sampler[list[Any]]):
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __len__(self) -> int:
-        return sum(self._batches_per_task(b - a) for a, b in self.ranges)
+        return sum(self._batches_per_task(b - a) // self.world_size for a, b in self.ranges)
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        epoch = self.epoch
+        epoch, w = self.epoch, self.world_size
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, epoch])))
-        batches: list[np.ndarray] = []
+        # groups of w batches of one task; with w = 1 this is exactly the unsharded batch list and order
+        groups: list[list[np.ndarray]] = []
         for a, b in self.ranges:
             idx = rng.permutation(np.arange(a, b)) if self.shuffle else np.arange(a, b)
-            for k in range(self._batches_per_task(b - a)):
-                batches.append(idx[k * self.batch_size : (k + 1) * self.batch_size])
-        order = rng.permutation(len(batches)) if self.shuffle else np.arange(len(batches))
+            batches = [
+                idx[k * self.batch_size : (k + 1) * self.batch_size]
+                for k in range(self._batches_per_task(b - a))
+            ]
+            groups += [batches[g * w : (g + 1) * w] for g in range(len(batches) // w)]
+        order = rng.permutation(len(groups)) if self.shuffle else np.arange(len(groups))
         for k in order:
-            yield [(int(i), epoch) for i in batches[k]]
+            yield [(int(i), epoch) for i in groups[k][self.rank]]
         self.epoch = epoch + 1

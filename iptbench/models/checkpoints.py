@@ -87,8 +87,13 @@ def load_state_dict_strict(model: IPT, state: Mapping[str, Tensor], source: str 
 def save_model(
     model: IPT, path: str | os.PathLike[str], *, extra_metadata: Mapping[str, str] | None = None
 ) -> Path:
-    """Write weights + config to a .safetensors file (tensors made contiguous, fp32 kept as is)."""
-    from safetensors.torch import save_file
+    """Write weights + config to a .safetensors file (tensors made contiguous, fp32 kept as is).
+
+    Atomic (a temporary file, then a rename) and byte-reproducible: safetensors writes its header map in
+    hash order, which changes from process to process, so the header is rewritten with sorted keys.
+    Tensor offsets count from the end of the header, so only the header changes.
+    """
+    from safetensors.torch import save
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,7 +105,16 @@ def save_model(
         "tasks": json.dumps(list(model.tasks)),
         **(extra_metadata or {}),
     }
-    save_file(tensors, str(path), metadata=metadata)
+    data = save(tensors, metadata=metadata)
+    size = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8 : 8 + size]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)  # safetensors pads the header to 8 bytes
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(len(header).to_bytes(8, "little"))
+        f.write(header)
+        f.write(memoryview(data)[8 + size :])
+    os.replace(tmp, path)
     return path
 
 

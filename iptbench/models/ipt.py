@@ -188,10 +188,18 @@ class IPT(nn.Module):
             )
         return self.tasks.index(task)
 
-    def forward(self, x: Tensor, task: str | int) -> Tensor:
+    def forward(
+        self, x: Tensor, task: str | int, *, return_features: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """Restored windows; with `return_features` also the (B, L, E) decoder tokens, for training's
+        contrastive loss (one extra output, same computation)."""
         i = self.task_index(task)
         x = self.sub_mean(x)
         x = self.head[i](x)
+        if return_features:
+            body, features = self.body(x, i, return_tokens=True)
+            out = self.add_mean(self.tail[i](body + x))
+            return out, features
         x = self.body(x, i) + x
         x = self.tail[i](x)
         return self.add_mean(x)

@@ -214,7 +214,11 @@ class VisionTransformer(nn.Module):
         x = x.reshape(b, g, g, c, pd, pd).permute(0, 3, 1, 4, 2, 5)
         return x.reshape(b, c, g * pd, g * pd)
 
-    def forward(self, x: Tensor, task_index: int) -> Tensor:
+    def forward(
+        self, x: Tensor, task_index: int, *, return_tokens: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """Features for one task; with `return_tokens` also the (B, L, E) decoder tokens after the MLP head
+        (what IPT's contrastive loss compares), as the official `con=True` path returns them."""
         if x.shape[-2:] != (self.img_dim, self.img_dim):
             raise ValueError(
                 f"IPT body takes {self.img_dim}x{self.img_dim} windows, got {tuple(x.shape[-2:])}; "
@@ -242,4 +246,6 @@ class VisionTransformer(nn.Module):
                 x = layer(x, memory, query_pos=query_pos)
         if not self.no_mlp:
             x = self.mlp_head(x) + x
+        if return_tokens:
+            return self.untokens(x), x
         return self.untokens(x)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -152,7 +154,16 @@ def test_registry() -> None:
     )
 
 
-def test_tiny_model_overfits_one_pair() -> None:
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    # Small steps: a second intra-op thread only adds synchronisation (10x slower on a busy runner).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_tiny_model_overfits_one_pair(one_thread: None) -> None:
     torch.manual_seed(0)
     model: IPT = create_model("ipt-tiny", tasks="sr-x2", patch_size=24, num_layers=1)
     hr = torch.rand(1, 3, 48, 48) * 255

@@ -114,7 +114,9 @@ def _ipt(
             )
         return out.float().cpu()
 
-    name = label or f"ipt:{path.stem}"
+    # `iptbench train` writes every run's weights as model.safetensors: its run folder names it better.
+    stem = path.parent.name if path.stem == "model" and path.parent.name else path.stem
+    name = label or f"ipt:{stem}"
     extra = f"tile_mode={tile_mode}, window_batch={window_batch}, self_ensemble={self_ensemble}"
     return Restorer(
         name,

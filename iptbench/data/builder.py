@@ -177,7 +177,7 @@ def _open_writer(
     if partial.exists():
         try:
             writer = PairWriter.open(partial)
-        except (OSError, KeyError, ValueError) as exc:
+        except (OSError, KeyError, ValueError, RuntimeError) as exc:
             raise IptbenchError(f"cannot resume {partial} ({exc}); pass --overwrite to start again") from None
         old = _identity(writer.manifest)
         if old != _identity(manifest):

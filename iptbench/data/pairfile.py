@@ -37,6 +37,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from iptbench.data.undolog import UndoFile
 from iptbench.errors import IptbenchError
 from iptbench.tasks import get_task
 
@@ -159,7 +160,8 @@ class SourceResult:
 class PairWriter:
     """Appends SourceResults in source order to OUTPUT.h5.partial and commits them atomically enough."""
 
-    def __init__(self, f: h5py.File, manifest: dict[str, Any]) -> None:
+    def __init__(self, f: h5py.File, manifest: dict[str, Any], journal: UndoFile) -> None:
+        self._journal = journal
         self.manifest = manifest
         self.tasks: list[str] = list(manifest["tasks"])
         self.start, self.stop = manifest["source_range"]
@@ -228,17 +230,25 @@ class PairWriter:
             f.attrs["manifest"] = json.dumps(manifest)
             f.attrs["next_source"] = start
             f.attrs["counts"] = json.dumps({t: 0 for t in manifest["tasks"]})
+        # A stale log (from a partial deleted by --overwrite) must never be applied to the new file.
+        path.with_name(path.name + ".undo").unlink(missing_ok=True)
         os.replace(tmp, path)
         return cls.open(path)
 
     @classmethod
     def open(cls, path: Path) -> PairWriter:
-        f = h5py.File(path, "r+")
+        journal = UndoFile(path)  # rolls a torn commit back first
         try:
-            writer = cls(f, read_manifest(f))
+            f = h5py.File(journal, "r+")
+        except Exception:
+            journal.close()
+            raise
+        try:
+            writer = cls(f, read_manifest(f), journal)
             writer._truncate_to_commit()
         except Exception:
             f.close()
+            journal.close()
             raise
         return writer
 
@@ -310,9 +320,9 @@ class PairWriter:
         self.f.attrs["counts"] = json.dumps(self.counts)
         self.f.attrs["next_source"] = self.next_source
         # Closing empties the (eviction-free) metadata cache, so memory stays bounded on huge builds.
-        path = self.f.filename
         self.f.close()
-        self._attach(h5py.File(path, "r+"))
+        self._journal.commit()  # the commit point: before it, a kill rolls back to the previous commit
+        self._attach(h5py.File(self._journal, "r+"))
 
     def finish(self, extra: dict[str, Any]) -> dict[str, str]:
         """Commit, trim to exact sizes, write hashes and the completed manifest; returns the hashes."""
@@ -335,4 +345,7 @@ class PairWriter:
         return {name: int((status == code).sum()) for code, name in STATUS_NAMES.items()}
 
     def close(self) -> None:
-        self.f.close()
+        if self.f.id.valid:
+            self.f.close()
+            self._journal.commit()  # a clean close is consistent: finish()'s hashes become durable here
+        self._journal.close()

@@ -84,7 +84,7 @@ def trainer_steps_per_s(name: str, data: Path, root: Path, batch: int, steps: in
         resume=False,
     )
 
-    def on_step(record: StepRecord, rate: float) -> None:
+    def on_step(step: int, record: StepRecord | None, rate: float) -> None:
         stamps.append(time.perf_counter())
 
     train(cfg, on_step=on_step)

@@ -126,8 +126,9 @@ def train_command(
             progress.add_task("train", total=info.total_steps, completed=info.start_step, rate="-", loss="-")
         )
 
-    def on_step(record: StepRecord, rate: float) -> None:
-        progress.update(bar[0], completed=record.step, rate=f"{rate:.2f}", loss=f"{record.loss:.4g}")
+    def on_step(step: int, record: StepRecord | None, rate: float) -> None:
+        loss = "-" if record is None else f"{record.loss:.4g}"
+        progress.update(bar[0], completed=step, rate=f"{rate:.2f}", loss=loss)
 
     try:
         result = train(cfg, on_start=on_start, on_step=on_step, stop_at=stop_at)

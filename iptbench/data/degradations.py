@@ -8,10 +8,9 @@ and the official evaluation do.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from iptbench.data.rain import DEFAULT_RANGES, RainRanges, StreakBank, synth_rain_layers
-from iptbench.ops import imresize
+from iptbench.ops.color import quantize_array
 from iptbench.ops.resize import downscale_hwc
 
 
@@ -26,16 +25,8 @@ def _batched(images: np.ndarray) -> tuple[np.ndarray, bool]:
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:
-    """iptbench.ops.quantize then uint8, in NumPy and in place on a float32 array x (it is overwritten).
-
-    Every step is exact (clamp, floor, the fraction y - floor(y)), so this equals the torch version bit
-    for bit; NumPy just skips torch's per-call overhead on these small patch batches.
-    """
-    np.clip(x, 0.0, 255.0, out=x)
-    whole = np.floor(x)
-    frac = np.subtract(x, whole, out=x)
-    whole += frac >= 0.5
-    return whole.astype(np.uint8)
+    """iptbench.ops.quantize then uint8, on a float array x (overwritten)."""
+    return quantize_array(x).astype(np.uint8)
 
 
 def bicubic_lr(clean: np.ndarray, scale: int) -> np.ndarray:
@@ -51,9 +42,8 @@ def bicubic_lr(clean: np.ndarray, scale: int) -> np.ndarray:
     size = (h // scale, w // scale)
     # uint8 -> float32 is exact, so this is imresize's own CPU path on the same values, bit for bit.
     lr = downscale_hwc(batch.astype(np.float32), size)
-    if lr is None:  # not reached for integer scales; kept so the definition stays imresize's
-        lr = imresize(torch.from_numpy(batch).permute(0, 3, 1, 2), 1.0 / scale, "matlab", size=size)
-        lr = lr.permute(0, 2, 3, 1).numpy()
+    if lr is None:
+        raise ValueError(f"bicubic_lr needs an integer scale of at least 2, got {scale}")
     out = np.ascontiguousarray(_to_uint8(lr))  # lr is ours to overwrite
     return out[0] if single else out
 

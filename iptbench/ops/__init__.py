@@ -1,6 +1,6 @@
 """Exact image operations: MATLAB bicubic resize, mod-crop, BT.601 colour conversion, quantisation."""
 
-from iptbench.ops.color import quantize, rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
+from iptbench.ops.color import quantize, quantize_array, rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
 from iptbench.ops.resize import imresize, modcrop
 
-__all__ = ["imresize", "modcrop", "quantize", "rgb_to_y", "rgb_to_ycbcr", "ycbcr_to_rgb"]
+__all__ = ["imresize", "modcrop", "quantize", "quantize_array", "rgb_to_y", "rgb_to_ycbcr", "ycbcr_to_rgb"]

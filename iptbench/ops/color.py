@@ -82,3 +82,13 @@ def quantize(x: Tensor) -> Tensor:
     y = x.clamp(0.0, 255.0)
     whole = torch.floor(y)
     return whole.add_(y.sub_(whole) >= 0.5)
+
+
+def quantize_array(x: np.ndarray) -> np.ndarray:
+    """``quantize`` for a float NumPy array, bit for bit, overwriting x (every step is exact).
+
+    NumPy skips torch's per-call overhead on the small patch batches build-data rounds."""
+    np.clip(x, 0.0, 255.0, out=x)
+    whole = np.floor(x)
+    whole += np.subtract(x, whole, out=x) >= 0.5
+    return whole

@@ -21,6 +21,7 @@ from functools import lru_cache
 import numpy as np
 
 from iptbench.ops.bicubic import tap_weights
+from iptbench.ops.color import quantize_array
 
 ROWS_PER_BLOCK = 4  # output rows per window; small blocks skip the zeros, 4 measured fastest on 48-px patches
 
@@ -86,14 +87,6 @@ def _apply_rows(x: np.ndarray, plan: AxisPlan) -> np.ndarray:
     return out.reshape(n, -1, m)[:, : plan.out_len]
 
 
-def _round_uint8(x: np.ndarray) -> np.ndarray:
-    """Clamp to 0..255 and round half away from zero, exactly (the fraction x - floor(x) is exact)."""
-    np.clip(x, 0.0, 255.0, out=x)
-    whole = np.floor(x)
-    whole += (x - whole) >= 0.5
-    return whole
-
-
 def downscale(
     images: np.ndarray, rows: AxisPlan, cols: AxisPlan, *, round_each_axis: bool = False
 ) -> np.ndarray:
@@ -104,12 +97,12 @@ def downscale(
     n, h, w, c = images.shape
     x = _apply_rows(np.ascontiguousarray(images).reshape(n, h, w * c), rows)
     if round_each_axis:
-        x = _round_uint8(x)
+        x = quantize_array(x)
     # Columns: bring W to axis 1 (a small copy, after the rows pass has already shrunk the data).
     x = _swap_axes_1_2(x.reshape(n, rows.out_len, w, c))
     x = _apply_rows(x.reshape(n, w, rows.out_len * c), cols)
     if round_each_axis:
-        x = _round_uint8(x)
+        x = quantize_array(x)
     return _swap_axes_1_2(x.reshape(n, cols.out_len, rows.out_len, c))
 
 

@@ -165,11 +165,12 @@ def train(
     cfg: TrainConfig,
     *,
     on_start: Callable[[StartInfo], None] | None = None,
-    on_step: Callable[[StepRecord, float], None] | None = None,
+    on_step: Callable[[int, StepRecord | None, float], None] | None = None,
     stop_at: int | None = None,
 ) -> TrainResult:
     """Train (or continue) the run in cfg.out. stop_at: save and return after that global step, as a
-    time-sliced job would. Callbacks run on rank 0 only; on_step gets the record and steps/s."""
+    time-sliced job would. Callbacks run on rank 0 only; on_step gets the step, the record of the last
+    log step (its loss; None before the first) and steps/s."""
     ctx = distributed.setup(cfg.device)
     deterministic = torch.are_deterministic_algorithms_enabled()
     if ctx.device.type == "cuda":
@@ -186,7 +187,7 @@ def _train(
     cfg: TrainConfig,
     ctx: distributed.DistContext,
     on_start: Callable[[StartInfo], None] | None,
-    on_step: Callable[[StepRecord, float], None] | None,
+    on_step: Callable[[int, StepRecord | None, float], None] | None,
     stop_at: int | None,
 ) -> TrainResult:
     torch.manual_seed(cfg.seed + ctx.rank)
@@ -351,21 +352,25 @@ def _train(
             clip_per_tensor(params, cfg.grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)  # unused heads keep grad None: Adam skips them
-            values = distributed.mean_over_ranks(torch.stack([loss, l1, con]).detach().float(), ctx).tolist()
             step, position, session_steps = step + 1, position + 1, session_steps + 1
-            record = StepRecord(
-                step, epoch, batch["task"][0], *values, lr, seconds_before + time.perf_counter() - t0
-            )
-            if not math.isfinite(values[0]):
-                raise IptbenchError(f"loss became {values[0]} at step {step} ({record.task}); lower --lr")
+            if step % cfg.log_every == 0 or step == end:
+                # Reading the loss waits for the device and (with several ranks) all-reduces: only at log
+                # steps, which every rank reaches together, so the steps between run without a sync.
+                losses = torch.stack([loss, l1, con]).detach().float()
+                values = distributed.mean_over_ranks(losses, ctx).tolist()
+                record = StepRecord(
+                    step, epoch, batch["task"][0], *values, lr, seconds_before + time.perf_counter() - t0
+                )
+                if not math.isfinite(values[0]):
+                    raise IptbenchError(f"loss became {values[0]} by step {step} ({record.task}); lower --lr")
+                if log is not None:
+                    log.write(record)
             if position == per_epoch:
                 epoch, position = epoch + 1, 0
-            if log is not None and (step % cfg.log_every == 0 or step == end):
-                log.write(record)
             if step % cfg.save_every == 0 or step == end:
                 checkpoint()
             if ctx.is_main and on_step is not None:
-                on_step(record, session_steps / max(time.perf_counter() - t0, 1e-9))
+                on_step(step, record, session_steps / max(time.perf_counter() - t0, 1e-9))
             if step >= end:
                 break
     model_path: Path | None = None

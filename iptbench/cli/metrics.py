@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import csv
+import io
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from iptbench.cli._common import console, err_console, user_errors
+from iptbench.cli._common import console, err_console, print_note, user_errors
 from iptbench.errors import IptbenchError
 
 if TYPE_CHECKING:
@@ -46,12 +48,21 @@ def _profile_task(profile: str, scale: int | None) -> Task:
     return get_task("derain" if profile == "derain" else "denoise-30")
 
 
+KNOWN_SCALES = (1, 2, 3, 4)  # the SR tasks' scales; 1 = not super-resolution, no border crop
+
+
 def resolve_settings(
     profile: str | None, scale: int | None, crop: int | None, channel: str | None
 ) -> tuple[int, str, str]:
     """(crop, channel, description line) from a profile plus explicit overrides, which always win."""
     if scale is not None and scale < 1:
         raise IptbenchError(f"--scale must be >= 1, got {scale}")
+    if scale is not None and scale not in KNOWN_SCALES and crop is None:
+        # A profile's crop rule is only defined (and published) for these scales; any other must be said.
+        raise IptbenchError(
+            f"--scale {scale} is not a scale the metric profiles know (2, 3, 4; 1 = no crop): "
+            f"pass --crop N explicitly to score x{scale} results"
+        )
     if profile is None and scale is not None and scale > 1:
         profile = "sr"
     if profile is None:
@@ -74,7 +85,7 @@ def resolve_settings(
 
 
 def _table(scores: FolderScores, gt_dir: Path, restored_dir: Path) -> Table:
-    table = Table(title=f"{restored_dir} vs {gt_dir}", title_justify="left")
+    table = Table(title=escape(f"{restored_dir} vs {gt_dir}"), title_justify="left")
     table.add_column("image")
     table.add_column("PSNR (dB)", justify="right")
     table.add_column("SSIM", justify="right")
@@ -82,7 +93,7 @@ def _table(scores: FolderScores, gt_dir: Path, restored_dir: Path) -> Table:
         table.add_column(f"LPIPS ({scores.lpips_net})", justify="right")
     rows = [*scores.rows, scores.mean()]
     for i, row in enumerate(rows):
-        cells = [row.name, f"{row.psnr:.2f}", f"{row.ssim:.4f}"]
+        cells = [escape(row.name), f"{row.psnr:.2f}", f"{row.ssim:.4f}"]
         if scores.lpips_net:
             cells.append(f"{row.lpips:.4f}")
         table.add_row(*cells, style="bold" if i == len(rows) - 1 else None, end_section=i == len(rows) - 2)
@@ -90,15 +101,17 @@ def _table(scores: FolderScores, gt_dir: Path, restored_dir: Path) -> Table:
 
 
 def write_csv(path: Path, scores: FolderScores) -> None:
-    """One row per image, full precision (repr of the float), no mean row."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["image", "psnr", "ssim"] + (["lpips"] if scores.lpips_net else []))
-        for row in scores.rows:
-            writer.writerow(
-                [row.name, repr(row.psnr), repr(row.ssim)] + ([repr(row.lpips)] if scores.lpips_net else [])
-            )
+    """One row per image, full precision (repr of the float), no mean row; written atomically."""
+    from iptbench.io import atomic_write_text
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)  # csv's own \r\n line ends, as before
+    writer.writerow(["image", "psnr", "ssim"] + (["lpips"] if scores.lpips_net else []))
+    for row in scores.rows:
+        writer.writerow(
+            [row.name, repr(row.psnr), repr(row.ssim)] + ([repr(row.lpips)] if scores.lpips_net else [])
+        )
+    atomic_write_text(path, buffer.getvalue())
 
 
 @user_errors
@@ -112,14 +125,19 @@ def metrics(
         "--profile",
         help="Metric profile; sr = Y channel, crop = scale (default when --scale is given).",
     ),
-    scale: int | None = typer.Option(None, "--scale", help="SR scale: the sr profile's border crop."),
-    crop: int | None = typer.Option(None, "--crop", help="Border crop in pixels (overrides the profile)."),
+    scale: int | None = typer.Option(
+        None, "--scale", min=1, help="SR scale 2, 3 or 4: the sr profile's border crop (others need --crop)."
+    ),
+    crop: int | None = typer.Option(
+        None, "--crop", min=0, help="Border crop in pixels (overrides the profile)."
+    ),
     channel: Channel | None = typer.Option(
         None, "--channel", help="Score on Y or RGB (overrides the profile)."
     ),
     lpips: bool = typer.Option(False, "--lpips", help="Also compute LPIPS (full RGB images, as BasicSR)."),
     lpips_net: LpipsNet = typer.Option(LpipsNet.alex, "--lpips-net", help="LPIPS backbone."),
     csv_file: Path | None = typer.Option(None, "--csv", help="Write per-image scores to this CSV file."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the --csv file if it exists."),
 ) -> None:
     """Score RESTORED_DIR against GT_DIR: PSNR / SSIM (and LPIPS) per image and the mean.
 
@@ -127,11 +145,18 @@ def metrics(
     """
     from rich.progress import Progress
 
+    from iptbench.io import check_output
     from iptbench.metrics.folders import score_folder
 
     crop_v, channel_v, description = resolve_settings(
         profile.value if profile else None, scale, crop, channel.value if channel else None
     )
+    if csv_file is not None:  # before scoring: a refused --csv should not cost the whole run
+        from iptbench.images import is_image_file
+
+        inside = [gt_dir / csv_file.name, restored_dir / csv_file.name]
+        inputs = [p for p in inside if p.is_file() and is_image_file(p)]
+        check_output(csv_file, inputs=inputs, overwrite=overwrite)
     with Progress(console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
         task = bar.add_task("scoring", total=None)
         scores = score_folder(
@@ -147,19 +172,20 @@ def metrics(
     scored = f"scored: {channel_v.upper()} channel, border crop {crop_v} px, {len(scores.rows)} images"
     if scores.lpips_net:
         scored += f"; LPIPS {scores.lpips_net} on uncropped RGB"
-    console.print(description, highlight=False)
-    console.print(scored, highlight=False)
+    console.print(description, highlight=False, markup=False)  # "[overridden: ...]" is text
+    console.print(scored, highlight=False, markup=False)
     if scores.modcropped:
         console.print(
             f"ground truth mod-cropped to x{scale} to match the outputs: {', '.join(scores.modcropped)}",
             highlight=False,
+            markup=False,
         )
     if scores.unused:
         names = ", ".join(p.name for p in scores.unused[:8]) + (" ..." if len(scores.unused) > 8 else "")
-        err_console.print(f"[yellow]ignored {len(scores.unused)} restored file(s) with no match:[/] {names}")
+        print_note(f"ignored {len(scores.unused)} restored file(s) with no match: {names}")
     if csv_file is not None:
         write_csv(csv_file, scores)
-        console.print(f"wrote {csv_file}", highlight=False)
+        console.print(f"wrote {csv_file}", highlight=False, markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -32,6 +32,14 @@ def _collect_inputs(inputs: list[Path]) -> list[Path]:
     return files
 
 
+def _check_outputs(files: list[Path], output: Path, overwrite: bool) -> None:
+    """Before any model work: no output may be an input (even with --overwrite), none may exist silently."""
+    from iptbench.io import check_output
+
+    for f in files:
+        check_output(output / f"{f.stem}.png", inputs=files, overwrite=overwrite)
+
+
 def _probe(path: Path) -> tuple[int, int, bool]:
     """(height, width, grayscale) from the header, so sizes are known before any model work."""
     from PIL import Image
@@ -54,14 +62,23 @@ def restore_command(
     ),
     output: Path = typer.Option(..., "--output", "-o", help="Folder for the PNGs (created)."),
     tile_mode: str = typer.Option("fast", "--tile-mode", help="fast (ours, ~8x fewer windows) or official."),
-    window_batch: int = typer.Option(64, "--window-batch", help="Windows per forward; bounds memory."),
+    window_batch: int = typer.Option(64, "--window-batch", min=1, help="Windows per forward; bounds memory."),
     self_ensemble: bool = typer.Option(False, "--self-ensemble", help="Average the 8 flips/transposes."),
     device: str | None = typer.Option(
         None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if present)."
     ),
-    num_heads: int = typer.Option(12, "--num-heads", help="Heads assumed for an official .pt file."),
+    num_heads: int = typer.Option(12, "--num-heads", min=1, help="Heads assumed for an official .pt file."),
+    precision: str | None = typer.Option(
+        None, "--precision", help="fp32, bf16 or fp16 (default: fp32 on CPU, bf16 on CUDA)."
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace PNGs already in OUTPUT (an input is never replaced)."
+    ),
 ) -> None:
-    """Restore images with an IPT checkpoint; writes OUTPUT/<input name>.png (rounded to uint8)."""
+    """Restore images with an IPT checkpoint; writes OUTPUT/<input name>.png (rounded to uint8).
+
+    Example: [bold]iptbench restore photos/ -w ipt_sr2.safetensors -t sr-x2 -o restored/[/]
+    """
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -77,10 +94,14 @@ def restore_command(
     if window_batch < 1:
         raise IptbenchError(f"--window-batch must be at least 1, got {window_batch}")
     files = _collect_inputs(inputs)
+    _check_outputs(files, output, overwrite)
     probes = {f: _probe(f) for f in files}
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise IptbenchError("--device cuda requested but no CUDA device is available; use --device cpu")
+    from iptbench.models.inference import resolve_precision
+
+    precision = resolve_precision(precision, dev)  # checked before the weights are loaded
     model = load_model(weights, device=dev, num_heads=num_heads)
     model.task_index(task)  # clear error if the weights lack this task
     total = sum(
@@ -93,7 +114,8 @@ def restore_command(
         job = bar.add_task("windows", total=total)
         for f in files:
             if probes[f][2]:
-                err_console.print(f"note: {f.name} is grayscale; replicated to RGB, output is RGB")
+                note = f"note: {f.name} is grayscale; replicated to RGB, output is RGB"
+                err_console.print(note, markup=False)
             bar.update(job, description=f.name)
             image = image_to_tensor(read_image(f))
             out = restore(
@@ -103,10 +125,15 @@ def restore_command(
                 tile_mode=tile_mode,  # type: ignore[arg-type]
                 window_batch=window_batch,
                 self_ensemble=self_ensemble,
+                precision=precision,
                 progress=lambda n: bar.advance(job, n),
             )
             write_png(output / f"{f.stem}.png", tensor_to_image(out.cpu()))
-    console.print(f"wrote {len(files)} image(s) to {output} ({task}, {tile_mode} tiling, {total} windows)")
+    console.print(
+        f"wrote {len(files)} image(s) to {output} ({task}, {tile_mode} tiling, {precision} on {dev.type}, "
+        f"{total} windows)",
+        markup=False,
+    )
 
 
 def register(app: typer.Typer) -> None:

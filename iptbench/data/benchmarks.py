@@ -207,11 +207,22 @@ def manual_hint(name: str, root: Path) -> str:
 
 
 def resolve_data_root(cli_value: Path | str | None = None) -> Path:
-    """--data-root, else $IPTBENCH_DATA, else ~/.cache/iptbench/datasets (the folder need not exist yet)."""
-    if cli_value is not None and str(cli_value) != "":
+    """--data-root, else $IPTBENCH_DATA, else ~/.cache/iptbench/datasets (the folder need not exist yet).
+
+    An empty value is an error, never the current folder: it is what an unset variable expands to in
+    `--data-root "$IPTBENCH_DATA"`, and it used to make every benchmark quietly "missing".
+    """
+    if cli_value is not None:
+        if str(cli_value).strip() == "":
+            raise IptbenchError("--data-root is empty: give the folder holding Set5/, Set14/, ...")
         return Path(cli_value).expanduser()
     env = os.environ.get(DATA_ENV)
-    if env:
+    if env is not None:
+        if env.strip() == "":
+            raise IptbenchError(
+                f"{DATA_ENV} is set but empty: point it at the folder holding Set5/, Set14/, ... "
+                "(or unset it, or pass --data-root)"
+            )
         return Path(env).expanduser()
     return DEFAULT_DATA_ROOT.expanduser()
 

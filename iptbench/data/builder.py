@@ -8,6 +8,7 @@ calls write_direct_chunk, so the file's datasets are the same whatever --workers
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -32,12 +33,14 @@ from iptbench.data.pairfile import (
     PairWriter,
     SourceResult,
     is_disk_full,
+    open_h5,
     read_manifest,
 )
 from iptbench.data.sources import Shard, sources_digest
-from iptbench.errors import IptbenchError
+from iptbench.errors import Interrupted, IptbenchError, describe_os_error
+from iptbench.io import fsync_path, same_file
 
-__all__ = ["BuildConfig", "BuildSummary", "build", "make_pairs", "process_source"]
+__all__ = ["BuildConfig", "BuildSummary", "build", "check_build_output", "make_pairs", "process_source"]
 
 
 # -- main side ------------------------------------------------------------------------------------------
@@ -81,6 +84,50 @@ def _mismatch(a: dict[str, Any], b: dict[str, Any]) -> str:
     return "; ".join(diffs[:3])
 
 
+def check_build_output(
+    output: Path,
+    source: str | os.PathLike[str],
+    sources: Sequence[str | os.PathLike[str]],
+    rain_streaks: str | os.PathLike[str] | None = None,
+) -> None:
+    """Refuse an OUTPUT that is SOURCE itself (a list file), one of its images, or a rain-streak folder.
+
+    --overwrite would otherwise replace an input with the HDF5 file. Only sources with OUTPUT's file name
+    are compared on disk, so a list of a million images costs a string scan.
+    """
+    output = Path(output)
+    candidates = [source, *(s for s in sources if os.path.basename(s) == output.name)]
+    if rain_streaks is not None:
+        candidates.append(rain_streaks)
+    for item in candidates:
+        if same_file(output, item):
+            raise IptbenchError(f"the output {output} is also an input ({item}): write it elsewhere")
+
+
+def _manifest(
+    cfg: BuildConfig, names: list[str], bounds: tuple[int, int], shard: Shard | None, command: Any
+) -> dict[str, Any]:
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "iptbench_version": __version__,
+        "tasks": list(cfg.tasks),
+        "seed": cfg.seed,
+        "patch_size": cfg.patch_size,
+        "patches_per_image": cfg.patches_per_image,
+        "num_sources": len(names),
+        "sources_sha256": sources_digest(names),
+        "source_range": list(bounds),
+        "shard": [shard.index, shard.count] if shard else None,
+        "compression": cfg.compression,
+        "rain": rain_identity(cfg) if "derain" in cfg.tasks else None,
+        "command": list(command) if command is not None else None,
+        "created": _created(),
+        "complete": False,
+    }
+    return json.loads(json.dumps(manifest))  # tuples -> lists, as read back from the file
+
+
 def build(
     cfg: BuildConfig,
     sources: Sequence[str | os.PathLike[str]],
@@ -96,7 +143,10 @@ def build(
     on_result: Callable[[SourceResult, int], None] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> BuildSummary:
-    """Build (or resume) OUTPUT from sources. commit_every: sources per commit (0: about every 5 s)."""
+    """Build (or resume) OUTPUT from sources. commit_every: sources per commit (0: about every 5 s).
+
+    Ctrl-C raises Interrupted (exit status 130) after rolling OUTPUT.partial back to its last commit.
+    """
     output = Path(output)
     names = [str(s) for s in sources]
     n = len(names)
@@ -104,34 +154,14 @@ def build(
     if start >= stop:
         raise IptbenchError(f"shard {shard} of {n} sources is empty: use fewer shards")
     partial = output.with_name(output.name + ".partial")
-    manifest: dict[str, Any] = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "iptbench_version": __version__,
-        "tasks": list(cfg.tasks),
-        "seed": cfg.seed,
-        "patch_size": cfg.patch_size,
-        "patches_per_image": cfg.patches_per_image,
-        "num_sources": n,
-        "sources_sha256": sources_digest(names),
-        "source_range": [start, stop],
-        "shard": [shard.index, shard.count] if shard else None,
-        "compression": cfg.compression,
-        "rain": rain_identity(cfg) if "derain" in cfg.tasks else None,
-        "command": list(command) if command is not None else None,
-        "created": _created(),
-        "complete": False,
-    }
-    manifest = json.loads(json.dumps(manifest))  # tuples -> lists, as read back from the file
+    manifest = _manifest(cfg, names, (start, stop), shard, command)
     summary = BuildSummary(output, stop - start)
     if overwrite:
         partial.unlink(missing_ok=True)
     elif output.exists():
         if not resume:
             raise IptbenchError(f"{output} exists: pass --overwrite to rebuild it (or --resume to check it)")
-        import h5py
-
-        with h5py.File(output, "r") as f:
+        with open_h5(output, "r") as f:
             done = read_manifest(f)
         if _identity(done) != _identity(manifest):
             raise IptbenchError(
@@ -143,27 +173,18 @@ def build(
     output.parent.mkdir(parents=True, exist_ok=True)
     pool = make_pool(cfg, workers)
     try:
+        writer = _open_writer(partial, manifest, names, log)
         try:
-            writer = _open_writer(partial, manifest, names, log)
-        except OSError as exc:
-            if is_disk_full(exc):
-                raise IptbenchError(
-                    f"disk full while creating {partial}: free some space and rerun"
+            run = (pool, workers), commit_every, on_start, on_result
+            return _run(cfg, names, writer, summary, output, partial, *run)
+        except BaseException as exc:
+            writer.abort()  # back to the last commit: what a resume starts from, nothing orphaned
+            if isinstance(exc, KeyboardInterrupt):
+                done = writer.committed_source - writer.start
+                raise Interrupted(
+                    f"interrupted: {partial} keeps {done:,} finished sources; rerun the command to resume"
                 ) from None
             raise
-        try:
-            return _run(
-                cfg,
-                names,
-                writer,
-                summary,
-                output,
-                partial,
-                (pool, workers),
-                commit_every,
-                on_start,
-                on_result,
-            )
         finally:
             writer.close()
     finally:
@@ -177,7 +198,12 @@ def _open_writer(
     if partial.exists():
         try:
             writer = PairWriter.open(partial)
-        except (OSError, KeyError, ValueError, RuntimeError) as exc:
+        except OSError as exc:
+            if is_disk_full(exc) or exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise  # the file is fine; the CLI says what stands in the way
+            reason = describe_os_error(exc, partial)  # damaged, truncated: starting over is the way out
+            raise IptbenchError(f"cannot resume {reason}; pass --overwrite to start again") from None
+        except (KeyError, ValueError, RuntimeError) as exc:
             raise IptbenchError(f"cannot resume {partial} ({exc}); pass --overwrite to start again") from None
         old = _identity(writer.manifest)
         if old != _identity(manifest):
@@ -190,7 +216,13 @@ def _open_writer(
             log(f"resuming {partial} at source {writer.next_source}")
         return writer
     partial.with_name(partial.name + ".tmp").unlink(missing_ok=True)
-    return PairWriter.create(partial, manifest, names)
+    try:
+        return PairWriter.create(partial, manifest, names)
+    except OSError as exc:
+        partial.with_name(partial.name + ".tmp").unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise IptbenchError(f"disk full while creating {partial}: free some space and rerun") from None
+        raise
 
 
 def _run(
@@ -242,6 +274,7 @@ def _run(
             f"no usable image among {summary.sources} sources (skipped: {skipped}; need {cfg.min_side} px "
             "per side): nothing written"
         )
+    fsync_path(partial)  # the data reaches the disk before the name says the build is complete
     os.replace(partial, output)
     summary.skipped = skipped
     summary.pairs = dict(writer.counts)

@@ -20,10 +20,12 @@ from iptbench.data.pairfile import (
     combine_digests,
     empty_digest,
     h5_compression,
+    open_h5,
     read_manifest,
 )
 from iptbench.errors import IptbenchError
 from iptbench.images import write_png
+from iptbench.io import check_output, fsync_path
 from iptbench.tasks import get_task
 
 _SHARD_FREE = ("source_range", "shard", "command", "created", "complete", "counts", "hashes", "skipped")
@@ -41,13 +43,16 @@ def _open_complete(path: Path) -> tuple[h5py.File, dict[str, Any]]:
 def merge(output: Path, shards: list[Path], *, copy: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Join shard files into one (virtual datasets unless copy); returns its manifest."""
     output = Path(output)
-    if output.exists() and not overwrite:
-        raise IptbenchError(f"{output} exists: pass --overwrite to replace it")
     if not shards:
         raise IptbenchError("give at least one shard file to merge")
+    check_output(output, inputs=shards, overwrite=overwrite)
     opened = [_open_complete(Path(s)) for s in shards]
     try:
         return _merge(output, [Path(s) for s in shards], opened, copy)
+    except BaseException:
+        # A merge is quick to redo and cannot resume: leave no half-written OUTPUT.partial behind.
+        output.with_name(output.name + ".partial").unlink(missing_ok=True)
+        raise
     finally:
         for f, _ in opened:
             f.close()
@@ -108,6 +113,7 @@ def _merge(output: Path, paths: list[Path], opened: list[tuple[h5py.File, dict[s
         out.attrs["manifest"] = json.dumps(manifest)
         out.attrs["counts"] = json.dumps(counts)
         out.attrs["next_source"] = ranges[-1][1]
+    fsync_path(partial)
     os.replace(partial, output)
     return manifest
 
@@ -170,11 +176,12 @@ def info(path: Path) -> dict[str, Any]:
 def _open_any(path: Path) -> tuple[h5py.File, dict[str, Any]]:
     if not Path(path).is_file():
         raise IptbenchError(f"{path} not found")
+    f = open_h5(path, "r")
     try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise IptbenchError(f"cannot open {path} as HDF5 ({str(exc).splitlines()[0]})") from None
-    return f, read_manifest(f)
+        return f, read_manifest(f)
+    except BaseException:
+        f.close()
+        raise
 
 
 def verify(path: Path, block: int = 512) -> dict[str, bool]:
@@ -207,9 +214,12 @@ def verify(path: Path, block: int = 512) -> dict[str, bool]:
         return ok
 
 
-def preview(path: Path, task: str, n: int, output: Path, *, zoom: int = 0) -> Path:
+def preview(path: Path, task: str, n: int, output: Path, *, zoom: int = 0, overwrite: bool = True) -> Path:
     """PNG grid of n (input | target) pairs, evenly spaced through the task; SR inputs pixel-repeated."""
     get_task(task)
+    if n < 1:
+        raise IptbenchError(f"-n must be at least 1, got {n}")
+    check_output(output, inputs=[path], overwrite=overwrite)
     f, manifest = _open_any(path)
     with f:
         if task not in manifest["tasks"]:

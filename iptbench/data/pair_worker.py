@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing as mp
+import signal
 import sys
+import threading
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -153,14 +155,28 @@ def _process_chunk(items: list[tuple[int, str]]) -> list[SourceResult]:
     return results
 
 
+def _init_pool_worker(cfg: BuildConfig) -> None:
+    # Ctrl-C reaches the whole process group. The parent alone handles it (rolls the file back, says one
+    # line); a worker that raised KeyboardInterrupt too would print its own traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _init_worker(cfg)
+
+
 def make_pool(cfg: BuildConfig, workers: int) -> ProcessPoolExecutor | None:
     """Start the workers before the output is opened, so no child inherits the HDF5 file or its lock."""
     if workers <= 1:
         return None
     # fork: workers start instantly and nothing torch-parallel has run in this process yet.
     ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(cfg,))
-    pool.submit(int).result()  # with fork, the first submit starts every worker: do it now
+    # Forked children inherit an ignored SIGINT from the moment they exist, before their initializer runs.
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_pool_worker, initargs=(cfg,))
+        pool.submit(int).result()  # with fork, the first submit starts every worker: do it now
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     return pool
 
 

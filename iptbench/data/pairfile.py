@@ -38,7 +38,7 @@ import h5py
 import numpy as np
 
 from iptbench.data.undolog import UndoFile
-from iptbench.errors import IptbenchError
+from iptbench.errors import IptbenchError, describe_os_error
 from iptbench.tasks import get_task
 
 FORMAT = "iptbench-pairs"
@@ -71,6 +71,24 @@ def h5_compression(name: str) -> dict[str, Any]:
 
 def is_disk_full(exc: BaseException) -> bool:
     return getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in str(exc)
+
+
+def open_h5(path: str | os.PathLike[str], mode: str = "r", **kwargs: Any) -> h5py.File:
+    """h5py.File, with a failure (missing, truncated, not HDF5, locked...) as one IptbenchError line."""
+    try:
+        return h5py.File(path, mode, **kwargs)
+    except OSError as exc:
+        raise IptbenchError(f"cannot open {describe_os_error(exc, path)}") from None
+
+
+def counts_attr(counts: dict[str, int]) -> np.bytes_:
+    """The `counts` attribute (JSON) as a fixed-length string: it is rewritten at every commit.
+
+    A variable-length string lives in HDF5's global heap; each rewrite takes a new 4 KB heap collection,
+    and the old one is forgotten when the file closes (every commit), so files grew by 4 KB per commit.
+    Readers see bytes, which json.loads takes as it is.
+    """
+    return np.bytes_(json.dumps(counts).encode("utf-8"))
 
 
 def read_manifest(f: h5py.File) -> dict[str, Any]:
@@ -229,7 +247,7 @@ class PairWriter:
                 g.create_dataset("source", shape=(0,), maxshape=(None,), chunks=(4096,), dtype=np.int64)
             f.attrs["manifest"] = json.dumps(manifest)
             f.attrs["next_source"] = start
-            f.attrs["counts"] = json.dumps({t: 0 for t in manifest["tasks"]})
+            f.attrs["counts"] = counts_attr({t: 0 for t in manifest["tasks"]})
         # A stale log (from a partial deleted by --overwrite) must never be applied to the new file.
         path.with_name(path.name + ".undo").unlink(missing_ok=True)
         os.replace(tmp, path)
@@ -317,7 +335,7 @@ class PairWriter:
                 self.counts[t] = n + len(new)
                 self._sources[t] = []
         self.f.flush()
-        self.f.attrs["counts"] = json.dumps(self.counts)
+        self.f.attrs["counts"] = counts_attr(self.counts)
         self.f.attrs["next_source"] = self.next_source
         # Closing empties the (eviction-free) metadata cache, so memory stays bounded on huge builds.
         self.f.close()
@@ -344,8 +362,28 @@ class PairWriter:
         status = np.concatenate([self._status_dset[:committed], np.asarray(self._status, dtype=np.int8)])
         return {name: int((status == code).sum()) for code, name in STATUS_NAMES.items()}
 
+    @property
+    def committed_source(self) -> int:
+        """Sources before this index are in the file for good (a resume starts here)."""
+        return self.next_source - len(self._status)
+
     def close(self) -> None:
+        if self._journal.closed:  # closed already, or aborted: the file is at its last commit
+            return
         if self.f.id.valid:
             self.f.close()
             self._journal.commit()  # a clean close is consistent: finish()'s hashes become durable here
         self._journal.close()
+
+    def abort(self) -> None:
+        """Close after a failure or Ctrl-C: the file goes back to the last commit, byte for byte.
+
+        Closing normally would keep the chunks written since then; resuming cuts them out of the datasets
+        but not out of the file, which is how an interrupted and resumed build used to end up larger.
+        """
+        try:
+            if self.f.id.valid:
+                self.f.close()
+        except Exception:  # a close that fails (disk full) is undone by the rollback below
+            pass
+        self._journal.rollback()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import struct
@@ -37,7 +38,14 @@ class UndoFile(io.RawIOBase):
     def seekable(self) -> bool:
         return True
 
+    def _check_open(self) -> None:
+        # After close the descriptor number may belong to another file: never touch it again (h5py may
+        # still hold this object when closing the HDF5 file failed, e.g. on a full disk).
+        if self.closed:
+            raise ValueError(f"{self.path}: I/O on a closed undo-logged file")
+
     def seek(self, pos: int, whence: int = 0) -> int:
+        self._check_open()
         self._pos = os.lseek(self._fd, pos, whence)
         return self._pos
 
@@ -45,19 +53,22 @@ class UndoFile(io.RawIOBase):
         return self._pos
 
     def readinto(self, buf) -> int:  # type: ignore[no-untyped-def]
+        self._check_open()
         n = os.preadv(self._fd, [buf], self._pos)
         self._pos += n
         return n
 
     def write(self, buf) -> int:  # type: ignore[no-untyped-def]
+        self._check_open()
         view = memoryview(buf).cast("B")
         if self._pos < self._committed:
             self._save(self._pos, min(self._pos + len(view), self._committed))
-        n = os.pwrite(self._fd, view, self._pos)
+        n = _pwrite_all(self._fd, view, self._pos)
         self._pos += n
         return n
 
     def truncate(self, size: int | None = None) -> int:
+        self._check_open()
         size = self._pos if size is None else size
         if size < self._committed:
             self._save(size, self._committed)
@@ -75,13 +86,16 @@ class UndoFile(io.RawIOBase):
         for a, b in _uncovered(lo, hi, self._saved):
             if self._log is None:
                 self._log = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-                os.write(self._log, _MAGIC + struct.pack("<Q", self._committed))
+                _write_all(self._log, _MAGIC + struct.pack("<Q", self._committed))
             old = os.pread(self._fd, b - a, a)
-            os.write(self._log, _REC.pack(a, len(old)) + old)  # logged before the caller overwrites it
+            # Logged in full before the caller overwrites it; a short write (full disk) raises here, so
+            # the overwrite never starts and recover() drops the torn record.
+            _write_all(self._log, _REC.pack(a, len(old)) + old)
             self._saved.append((a, b))
 
     def commit(self) -> None:
         """Everything written so far becomes the state recover() returns to."""
+        self._check_open()
         if self._log is not None:
             os.close(self._log)
             self._log = None
@@ -89,12 +103,44 @@ class UndoFile(io.RawIOBase):
         self._saved.clear()
         self._committed = os.fstat(self._fd).st_size
 
+    def rollback(self) -> None:
+        """Close, and put the file back to its last commit now: what the next open would do after a kill.
+
+        Bytes appended since the commit are cut off here too, so an interrupted build leaves no orphaned
+        chunks behind (HDF5 forgets freed space when it closes a file, so a resumed file could only grow).
+        """
+        if self.closed:
+            return
+        committed = self._committed
+        self.close()
+        if not recover(self.path):
+            os.truncate(self.path, committed)
+
     def close(self) -> None:
         if not self.closed:
             if self._log is not None:
                 os.close(self._log)  # uncommitted: recover() rolls it back at the next open
             os.close(self._fd)
         super().close()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        if n <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[n:]
+
+
+def _pwrite_all(fd: int, view: memoryview, offset: int) -> int:
+    done = 0
+    while done < len(view):
+        n = os.pwrite(fd, view[done:], offset + done)
+        if n <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        done += n
+    return done
 
 
 def _uncovered(lo: int, hi: int, saved: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -22,6 +22,9 @@ import hashlib
 import numpy as np
 
 NOISE_SEED = 0
+# Version of the noise-making algorithm (not of its settings): part of every denoising cell's identity, so
+# results made with other noise are never reused. Bump it whenever noise_for_profile's output changes.
+NOISE_ALGORITHM = "kair-randomstate-float32-v1"
 
 
 def kair_noisy01(clean: np.ndarray, sigma: float, seed: int = NOISE_SEED) -> np.ndarray:

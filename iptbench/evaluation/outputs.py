@@ -1,7 +1,7 @@
-"""Files an eval run writes into --out: CSVs, the resume state, manifest.json, restored PNGs.
+"""Files an eval run writes into --out: CSVs, manifest.json, restored PNGs (the state is in state.py).
 
 Every file is rewritten whole (write to a temporary name, then rename), so an interrupted run never leaves a
-half-written CSV behind, and a rerun can trust what it finds.
+half-written file behind; the CSVs are derived from state.json, which a rerun trusts.
 """
 
 from __future__ import annotations
@@ -11,15 +11,27 @@ import hashlib
 import io
 import json
 import math
-import os
 import re
 import subprocess
 import sys
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-PER_IMAGE_COLUMNS = ("model", "dataset", "task", "image", "psnr", "ssim", "lpips", "seconds")
+if TYPE_CHECKING:
+    from iptbench.evaluation.state import CellRecord, ImageRow
+
+PER_IMAGE_COLUMNS = (
+    "model",
+    "dataset",
+    "task",
+    "image",
+    "psnr",
+    "ssim",
+    "lpips",
+    "seconds",
+    "psnr_replicated",
+)
 SUMMARY_COLUMNS = (
     "model",
     "dataset",
@@ -33,44 +45,14 @@ SUMMARY_COLUMNS = (
     "channel",
     "crop",
     "profile_description",
+    "expected_images",
+    "psnr_replicated",
+    "arch",
+    "settings",
+    "identity",
+    "identity_json",
 )
 BROKEN_COLUMNS = ("dataset", "task", "image", "path", "reason")
-STATE_FILE = "state.json"
-
-
-@dataclass
-class ImageRow:
-    model: str
-    dataset: str
-    task: str
-    image: str
-    psnr: float
-    ssim: float
-    lpips: float | None
-    seconds: float
-
-    def cell(self) -> tuple[str, str, str]:
-        return (self.model, self.dataset, self.task)
-
-
-@dataclass
-class CellRecord:
-    """A finished (model, dataset, task) cell: what a rerun skips."""
-
-    model: str
-    dataset: str
-    task: str
-    profile: str
-    profile_description: str
-    channel: str
-    crop: int
-    images: int
-    spec: str = ""
-    errors: list[dict[str, str]] = field(default_factory=list)
-    limit: int | None = None  # set when only the first N images were scored (never resumed by a full run)
-
-    def key(self) -> tuple[str, str, str]:
-        return (self.model, self.dataset, self.task)
 
 
 def _fmt(value: float | None) -> str:
@@ -81,10 +63,17 @@ def _fmt(value: float | None) -> str:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8", newline="")
-    os.replace(tmp, path)
+    from iptbench.io import atomic_write_text as write
+
+    write(path, text)
+
+
+def remove_stale_temporaries(out: Path) -> None:
+    """Temporary files a killed run left behind (`.NAME.tmpPID`); the real files never depend on them."""
+    if out.is_dir():
+        for path in out.glob(".*.tmp*"):
+            if path.is_file():
+                path.unlink(missing_ok=True)
 
 
 def _csv_text(columns: Iterable[str], rows: Iterable[Iterable[object]]) -> str:
@@ -95,58 +84,41 @@ def _csv_text(columns: Iterable[str], rows: Iterable[Iterable[object]]) -> str:
     return buffer.getvalue()
 
 
-def write_per_image(path: Path, rows: list[ImageRow]) -> None:
-    atomic_write_text(
-        path,
-        _csv_text(
-            PER_IMAGE_COLUMNS,
-            (
-                [
-                    r.model,
-                    r.dataset,
-                    r.task,
-                    r.image,
-                    _fmt(r.psnr),
-                    _fmt(r.ssim),
-                    _fmt(r.lpips),
-                    f"{r.seconds:.6f}",
-                ]
-                for r in rows
-            ),
-        ),
-    )
-
-
-def read_per_image(path: Path) -> list[ImageRow]:
-    if not path.is_file():
-        return []
-    with path.open(newline="", encoding="utf-8") as handle:
-        return [
-            ImageRow(
-                r["model"],
-                r["dataset"],
-                r["task"],
-                r["image"],
-                float(r["psnr"]),
-                float(r["ssim"]),
-                float(r["lpips"]) if r["lpips"] else None,
-                float(r["seconds"]),
-            )
-            for r in csv.DictReader(handle)
+def write_per_image(path: Path, cells: list[CellRecord]) -> None:
+    rows = (
+        [
+            r.model,
+            r.dataset,
+            r.task,
+            r.image,
+            _fmt(r.psnr),
+            _fmt(r.ssim),
+            _fmt(r.lpips),
+            f"{r.seconds:.6f}",
+            _fmt(r.psnr_replicated),
         ]
+        for cell in cells
+        for r in cell.rows
+    )
+    atomic_write_text(path, _csv_text(PER_IMAGE_COLUMNS, rows))
 
 
 def _mean(values: list[float]) -> float:
     return math.fsum(values) / len(values) if values else math.nan
 
 
-def summary_rows(cells: list[CellRecord], rows: list[ImageRow]) -> list[list[str]]:
-    by_cell: dict[tuple[str, str, str], list[ImageRow]] = {}
-    for row in rows:
-        by_cell.setdefault(row.cell(), []).append(row)
+def _replicated_mean(rows: list[ImageRow]) -> str:
+    """Mean PSNR with grey images scored as IPT does; empty when no image of the cell is grey."""
+    if all(r.psnr_replicated is None for r in rows):
+        return ""
+    values = [r.psnr if r.psnr_replicated is None else r.psnr_replicated for r in rows]
+    return _fmt(_mean(values))
+
+
+def summary_rows(cells: list[CellRecord]) -> list[list[str]]:
     out: list[list[str]] = []
     for cell in cells:
-        images = by_cell.get(cell.key(), [])
+        images = cell.rows
         if not images:
             continue  # every image broken: nothing to average, the errors say why
         lp = [r.lpips for r in images if r.lpips is not None]
@@ -164,13 +136,19 @@ def summary_rows(cells: list[CellRecord], rows: list[ImageRow]) -> list[list[str
                 cell.channel,
                 str(cell.crop),
                 cell.profile_description,
+                str(cell.expected_images or len(images)),
+                _replicated_mean(images),
+                cell.arch,
+                cell.settings,
+                cell.identity_digest[:16],
+                json.dumps(cell.identity, sort_keys=True, separators=(",", ":")),
             ]
         )
     return out
 
 
-def write_summary(path: Path, cells: list[CellRecord], rows: list[ImageRow]) -> None:
-    atomic_write_text(path, _csv_text(SUMMARY_COLUMNS, summary_rows(cells, rows)))
+def write_summary(path: Path, cells: list[CellRecord]) -> None:
+    atomic_write_text(path, _csv_text(SUMMARY_COLUMNS, summary_rows(cells)))
 
 
 def write_broken(path: Path, errors: list[dict[str, str]]) -> None:
@@ -178,40 +156,6 @@ def write_broken(path: Path, errors: list[dict[str, str]]) -> None:
     for e in errors:
         seen.setdefault(tuple(e.get(c, "") for c in BROKEN_COLUMNS), e)
     atomic_write_text(path, _csv_text(BROKEN_COLUMNS, (list(k) for k in seen)))
-
-
-@dataclass
-class RunState:
-    """What a previous run in the same --out finished, plus the input hashes it saw."""
-
-    cells: dict[tuple[str, str, str], CellRecord] = field(default_factory=dict)
-    inputs: dict[str, str] = field(default_factory=dict)
-    noise: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, out: Path) -> RunState:
-        path = out / STATE_FILE
-        if not path.is_file():
-            return cls()
-        data = json.loads(path.read_text(encoding="utf-8"))
-        cells = [CellRecord(**c) for c in data.get("cells", [])]
-        return cls({c.key(): c for c in cells}, dict(data.get("inputs", {})), dict(data.get("noise", {})))
-
-    def save(self, out: Path) -> None:
-        data = {
-            "cells": [asdict(c) for c in self.cells.values()],
-            "inputs": dict(sorted(self.inputs.items())),
-            "noise": dict(sorted(self.noise.items())),
-        }
-        atomic_write_text(out / STATE_FILE, json.dumps(data, indent=1) + "\n")
-
-    def errors(self) -> list[dict[str, str]]:
-        """Broken images of every finished cell, once each (all models of a pair share them)."""
-        seen: dict[tuple[str, ...], dict[str, str]] = {}
-        for cell in self.cells.values():
-            for e in cell.errors:
-                seen.setdefault(tuple(e.get(c, "") for c in BROKEN_COLUMNS[:3]), e)
-        return list(seen.values())
 
 
 def sha256_file(path: Path) -> str:

@@ -1,20 +1,23 @@
-"""The eval loop: plan (datasets x tasks x models), score every image, write results, resume where it stopped.
+"""The eval loop: plan (datasets x tasks x models), score every image, write results, reuse what is equal.
 
-Each (dataset, task) is loaded once and every model that still has to do it is run on the same input (same
-noise), so adding a model to a finished run costs only that model. A cell (model, dataset, task) is recorded
-as finished in state.json only after all its images are scored, and CSVs are rewritten after every
-(dataset, task), so an interrupted run loses at most the pair in progress.
+Each (dataset, task) is loaded once and every model that still has to do it runs on the same input (same
+noise), so adding a model to a finished run costs only that model. A cell (model, dataset, task) enters
+state.json, with all its rows, only after all its images are scored; the state is replaced atomically and
+the CSVs are rebuilt from it after every (dataset, task). A killed run loses at most the pair in progress,
+and a rerun reuses a finished cell only when its identity (evaluation/identity.py) is unchanged.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -27,13 +30,25 @@ from rich.text import Text
 
 from iptbench.errors import IptbenchError
 from iptbench.evaluation import outputs
+from iptbench.evaluation.cells import (
+    Hasher,
+    PlannedCell,
+    add_identities,
+    decide,
+    match_images,
+    record,
+    reuse_line,
+)
 from iptbench.evaluation.comparison import ComparisonCollector
 from iptbench.evaluation.distributed import World, init_world
+from iptbench.evaluation.manifest import manifest_payload
 from iptbench.evaluation.model_specs import Restorer
-from iptbench.evaluation.noise import NOISE_SEED, describe_noise, noise_digest, noise_for_profile
-from iptbench.evaluation.scoring import Scorer, profiles_for
-from iptbench.evaluation.suites import MissingDataset, PlanEntry, build_plan
-from iptbench.images import image_to_tensor, tensor_to_image, write_png
+from iptbench.evaluation.noise import noise_digest, noise_for_profile
+from iptbench.evaluation.planning import Planned, check_models, plan_entries
+from iptbench.evaluation.scoring import Scorer, is_grey_file, profiles_for
+from iptbench.evaluation.state import ImageRow, RunState
+from iptbench.evaluation.suites import MissingDataset
+from iptbench.images import image_to_tensor, read_image, tensor_to_image, write_png
 
 
 @dataclass
@@ -50,13 +65,15 @@ class EvalConfig:
     comparison_rows: int = 8
     limit: int | None = None  # first N images per dataset: smoke tests and benchmarks only, not comparable
     progress: bool = True
+    allow_partial: bool = False  # score an `images:` cell that lacks some images (the cell says how many)
 
 
 @dataclass
 class EvalResult:
     out: Path
     ran: list[tuple[str, str, str]] = field(default_factory=list)
-    resumed: list[tuple[str, str, str]] = field(default_factory=list)
+    resumed: list[tuple[str, str, str]] = field(default_factory=list)  # reused: identity unchanged
+    redone: list[str] = field(default_factory=list)  # one line per reason a finished cell was redone
     missing: list[MissingDataset] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     errors: list[dict[str, str]] = field(default_factory=list)
@@ -70,13 +87,8 @@ class ImagesPerSecond(ProgressColumn):
         return Text("- img/s" if not speed else f"{speed:.2f} img/s", style="progress.data.speed")
 
 
-def _relative(path: Path | None, root: Path) -> str | None:
-    if path is None:
-        return None
-    try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return path.as_posix()
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class Runner:
@@ -92,101 +104,56 @@ class Runner:
         if self.world.is_main:
             self.console.print(message, highlight=False, soft_wrap=True)
 
-    # -- planning -----------------------------------------------------------------------------------------
-    def _plan(self) -> list[tuple[PlanEntry, Any, list]]:
-        from iptbench.data.benchmarks import BenchmarkDataset
-
+    # -- before the loop ----------------------------------------------------------------------------------
+    def _prepare(self) -> tuple[list[PlannedCell], RunState]:
         cfg = self.config
-        plan = build_plan(cfg.suite, cfg.datasets, cfg.data_root)
-        self.result.missing = list(plan.missing)
-        for miss in plan.missing:
-            why = f" ({miss.detail})" if miss.detail else ""
-            self.say(
-                f"[yellow]missing[/] {miss.name} is {miss.state} under {cfg.data_root}{why}: "
-                f"fetch it with `{miss.fetch_command}`"
-            )
-        if plan.missing and cfg.strict:
-            names = ", ".join(m.name for m in plan.missing)
-            commands = "; ".join(f"`{m.fetch_command}`" for m in plan.missing)
-            raise IptbenchError(f"--strict: datasets missing under {cfg.data_root}: {names}; run {commands}")
-        self.absent_optional = plan.absent_optional
-        planned = []
-        for entry in plan.entries:
-            dataset = BenchmarkDataset(entry.dataset, cfg.data_root)
-            try:
-                items = dataset.items(entry.task)[: cfg.limit]
-            except IptbenchError as exc:
-                if cfg.strict:
-                    raise
-                self.result.missing.append(MissingDataset(entry.dataset, "incomplete", "", str(exc)))
-                self.say(f"[yellow]skipped[/] {entry.dataset} {entry.task.name}: {exc}")
-                continue
-            planned.append((entry, dataset, items))
-        return planned
+        plan = plan_entries(
+            cfg.suite, cfg.datasets, cfg.data_root, strict=cfg.strict, limit=cfg.limit, say=self.say
+        )
+        self.planned, self.absent_optional = plan.planned, plan.absent_optional
+        self.result.missing = plan.missing
+        self.profiles = profiles_for([p.entry.task for p in plan.planned], cfg.profile)
+        self.result.skipped = check_models(plan.planned, self.restorers, self.say)
+        cells = match_images(plan.planned, self.restorers, cfg.allow_partial, self.say)
+        if not cells:
+            raise IptbenchError("nothing to evaluate: every cell was refused (see the lines above)")
+        state = RunState()
+        if self.world.is_main:
+            outputs.remove_stale_temporaries(cfg.out)
+            state = RunState.load(cfg.out)
+            self.hasher = Hasher(cfg.data_root)
+            add_identities(cells, self.profiles, self.hasher, cfg)
+            state.inputs.update(self.hasher.seen)
+        decision = self.world.broadcast(
+            decide(state, cells, cfg.out, cfg.overwrite) if self.world.is_main else None
+        )
+        for key in (*decision.dropped, *decision.todo):
+            state.cells.pop(key, None)
+        for line in decision.lines:
+            self.say(f"[yellow]{escape(line)}[/]")
+        self.result.redone = list(decision.lines)
+        self.result.resumed = list(decision.reused)
+        if decision.reused:
+            self.say(escape(reuse_line(state, decision.reused, cfg.out)))
+        self.plan_keys = [c.key for c in cells]
+        return [c for c in cells if c.key in decision.todo], state
 
-    def _todo(self, entry: PlanEntry, done: set[tuple[str, str, str]]) -> list[Restorer]:
-        todo = []
-        for model in self.restorers:
-            if not model.supports(entry.task):
-                continue
-            if (model.name, entry.dataset, entry.task.name) in done:
-                self.result.resumed.append((model.name, entry.dataset, entry.task.name))
-                continue
-            todo.append(model)
-        return todo
-
-    # -- the loop ---------------------------------------------------------------------------------------
+    # -- the loop -----------------------------------------------------------------------------------------
     def run(self) -> EvalResult:
         cfg = self.config
         start = time.perf_counter()
         torch.manual_seed(0)
-        planned = self._plan()
-        self.profiles = profiles_for([e.task for e, _, _ in planned] or [], cfg.profile)
-        tasks_in_plan = {e.task.name: e.task for e, _, _ in planned}
-        for model in self.restorers:
-            lacking = [name for name in tasks_in_plan if not model.supports(name)]
-            for name in lacking:
-                reason = f"{model.name} has no {name} task (it does: {', '.join(model.tasks) or 'nothing'})"
-                self.result.skipped.append({"model": model.name, "task": name, "reason": reason})
-            if lacking:
-                self.say(
-                    f"[dim]skipped: {model.name} has no {', '.join(lacking)} task "
-                    f"(it does: {', '.join(model.tasks) or 'nothing'})[/]"
-                )
-
-        state = outputs.RunState.load(cfg.out) if self.world.is_main else outputs.RunState()
-        planned_keys = {
-            (m.name, e.dataset, e.task.name)
-            for e, _, _ in planned
-            for m in self.restorers
-            if m.supports(e.task)
-        }
-        redo = {
-            k
-            for k in planned_keys
-            if k in state.cells
-            and (
-                cfg.overwrite
-                or state.cells[k].profile != self.profiles[k[2]].name
-                or state.cells[k].limit != cfg.limit
-            )
-        }
-        done = self.world.broadcast(set(state.cells) - redo)
-        rows = (
-            [r for r in outputs.read_per_image(cfg.out / "per_image.csv") if r.cell() in done]
-            if self.world.is_main
-            else []
-        )
-        state.cells = {k: c for k, c in state.cells.items() if k in done}
-        work = [(e, d, items, self._todo(e, done)) for e, d, items in planned]
-        if self.result.resumed:
-            self.say(
-                f"resuming: {len(self.result.resumed)} finished cell(s) in {cfg.out} kept "
-                "(pass --overwrite to redo them)"
-            )
-        self.scorer = Scorer(cfg.lpips) if any(t for *_, t in work) else None
+        todo, state = self._prepare()
+        by_entry: dict[int, list[PlannedCell]] = {}
+        for cell in todo:
+            by_entry.setdefault(id(cell.planned), []).append(cell)
+        work = [(p, by_entry[id(p)]) for p in self.planned if id(p) in by_entry]
+        self.scorer = Scorer(cfg.lpips) if work else None
         self.comparison = ComparisonCollector(cfg.comparison_rows)
-        total = sum(len(self.world.shard(items)) * len(todo) for _, _, items, todo in work)
+        total = sum(
+            sum(1 for c in cells for _, item in self.world.shard(p.items) if c.wants(item.name))
+            for p, cells in work
+        )
         progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -194,214 +161,170 @@ class Runner:
             ImagesPerSecond(),
             TimeRemainingColumn(),
             console=self.console,
-            disable=not (cfg.progress and self.world.is_main),
+            disable=not (cfg.progress and self.world.is_main and total > 0),  # never a 0/0 bar
             transient=False,
         )
         with progress:
             bar = progress.add_task("eval", total=total)
-            for entry, dataset, items, todo in work:
-                if not todo:
-                    continue
-                new_rows, errors = self._run_entry(entry, dataset, items, todo, state, progress, bar)
-                if not self.world.is_main:
-                    continue
-                rows.extend(new_rows)
-                self.result.images_scored += len(new_rows)
-                self.result.errors.extend(errors)
-                profile = self.profiles[entry.task.name]
-                for model in todo:
-                    key = (model.name, entry.dataset, entry.task.name)
-                    n = sum(1 for r in new_rows if r.cell() == key)
-                    state.cells[key] = outputs.CellRecord(
-                        model.name,
-                        entry.dataset,
-                        entry.task.name,
-                        profile.name,
-                        profile.describe(),
-                        profile.channel_for(entry.task),
-                        int(profile.crop_for(entry.task)),
-                        n,
-                        model.spec,
-                        errors,
-                        cfg.limit,
-                    )
-                    self.result.ran.append(key)
-                t0 = time.perf_counter()
-                self._write_tables(state, rows)
-                self.timing["write"] += time.perf_counter() - t0
+            for planned, cells in work:
+                rows, errors = self._run_entry(planned, cells, state, progress, bar)
+                if self.world.is_main:
+                    self._record(planned, cells, rows, errors, state)
         if self.world.is_main:
-            self._finish(state, rows)
+            if not any(c.rows for c in state.cells.values()):
+                raise IptbenchError(self._nothing_scored())
+            self._finish(state)
         self.timing["total"] = time.perf_counter() - start
         self.result.timing = dict(self.timing)
         return self.result
 
+    def _nothing_scored(self) -> str:
+        if self.result.errors:
+            return (
+                f"no result row written to {self.config.out}: every image to score was unreadable "
+                f"({len(self.result.errors)} listed in broken_images.csv)"
+            )
+        return f"no result row written to {self.config.out}: nothing was scored"
+
+    def _record(
+        self, planned: Planned, cells: list[PlannedCell], rows: list[ImageRow], errors: list, state: RunState
+    ) -> None:
+        self.result.images_scored += len(rows)
+        self.result.errors.extend(errors)
+        profile = self.profiles[planned.entry.task.name]
+        finished = _now()
+        for cell in cells:
+            mine = [r for r in rows if r.cell() == cell.key]
+            state.cells[cell.key] = record(cell, profile, mine, errors, self.config, finished)
+            self.result.ran.append(cell.key)
+        t0 = time.perf_counter()
+        self._write_tables(state)
+        self.timing["write"] += time.perf_counter() - t0
+
+    def _load(self, planned: Planned, item: Any) -> tuple[torch.Tensor, Any, torch.Tensor] | None:
+        """(model input, target array, target tensor), or None for a broken image (recorded)."""
+        task, profile = planned.entry.task, self.profiles[planned.entry.task.name]
+        try:
+            lr, target = planned.dataset.load(item, task)
+        except IptbenchError as exc:  # ImageReadError included: report and go on
+            reason = getattr(exc, "reason", None) or str(exc)
+            path = getattr(exc, "path", None) or item.target
+            self._errors.append(
+                {"dataset": planned.entry.dataset, "task": task.name, "image": item.name,
+                 "path": str(path), "reason": str(reason)}
+            )  # fmt: skip
+            self.console.print(
+                f"[red]broken image[/] {planned.entry.dataset}/{item.name} ({task.name}): {reason}",
+                highlight=False,
+                soft_wrap=True,
+            )
+            return None
+        if task.kind == "denoise":
+            assert task.sigma is not None
+            noisy = noise_for_profile(target, task.sigma, profile)
+            self._noise[f"{planned.entry.dataset}/{task.name}/{item.name}"] = noise_digest(noisy)
+            inp = torch.from_numpy(noisy).permute(2, 0, 1).unsqueeze(0).contiguous()
+        else:
+            assert lr is not None
+            inp = image_to_tensor(lr if lr.flags.writeable else lr.copy())
+        if not target.flags.writeable:  # torch warns on read-only arrays; a copy is cheap next to a model
+            target = target.copy()
+        return inp, target, image_to_tensor(target)
+
+    def _restore(self, cell: PlannedCell, inp: torch.Tensor, item: Any) -> torch.Tensor:
+        if cell.images is not None:
+            return image_to_tensor(read_image(cell.images.files[item.name]))
+        return cell.model(inp, cell.planned.entry.task)
+
     def _run_entry(
-        self,
-        entry: PlanEntry,
-        dataset: Any,
-        items: list,
-        todo: list[Restorer],
-        state: outputs.RunState,
-        progress: Progress,
-        bar: Any,
-    ) -> tuple[list, list]:
-        cfg, task = self.config, entry.task
+        self, planned: Planned, cells: list[PlannedCell], state: RunState, progress: Progress, bar: Any
+    ) -> tuple[list[ImageRow], list]:
+        task, dataset = planned.entry.task, planned.entry.dataset
         profile = self.profiles[task.name]
-        local: list[tuple[int, int, outputs.ImageRow]] = []
-        errors: list[dict[str, str]] = []
-        hashes: dict[str, str] = {}
-        noise: dict[str, str] = {}
-        for index, item in self.world.shard(items):
+        local: list[tuple[int, int, ImageRow]] = []
+        self._errors: list[dict[str, str]] = []
+        self._noise: dict[str, str] = {}
+        for index, item in self.world.shard(planned.items):
+            wanting = [(order, c) for order, c in enumerate(cells) if c.wants(item.name)]
             t0 = time.perf_counter()
-            try:
-                lr, target = dataset.load(item, task)
-            except IptbenchError as exc:  # ImageReadError included: report and go on
-                reason = getattr(exc, "reason", None) or str(exc)
-                path = getattr(exc, "path", None) or item.target
-                errors.append(
-                    {
-                        "dataset": entry.dataset,
-                        "task": task.name,
-                        "image": item.name,
-                        "path": str(path),
-                        "reason": str(reason),
-                    }
-                )
-                self.console.print(
-                    f"[red]broken image[/] {entry.dataset}/{item.name} ({task.name}): {reason}",
-                    highlight=False,
-                    soft_wrap=True,
-                )
-                progress.advance(bar, len(todo))
-                continue
-            for p in (item.target, item.input):
-                rel = _relative(p, cfg.data_root)
-                if rel is not None and rel not in state.inputs and rel not in hashes:
-                    hashes[rel] = outputs.sha256_file(p)
-            if task.kind == "denoise":
-                assert task.sigma is not None
-                noisy = noise_for_profile(target, task.sigma, profile)
-                noise[f"{entry.dataset}/{task.name}/{item.name}"] = noise_digest(noisy)
-                inp = torch.from_numpy(noisy).permute(2, 0, 1).unsqueeze(0).contiguous()
-            else:
-                assert lr is not None
-                inp = image_to_tensor(lr if lr.flags.writeable else lr.copy())
-            if not target.flags.writeable:  # torch warns on read-only arrays; a copy is cheap next to a model
-                target = target.copy()
-            tgt = image_to_tensor(target)
+            loaded = self._load(planned, item)
             self.timing["load"] += time.perf_counter() - t0
-            if index == 0 and self.comparison.wants(entry.dataset, task.name):
+            if loaded is None:
+                progress.advance(bar, len(wanting))
+                continue
+            inp, target, tgt = loaded
+            grey = is_grey_file(item.target)
+            if index == 0 and self.comparison.wants(dataset, task.name):
                 shown = tensor_to_image(inp)
-                in_psnr = self.scorer(inp, tgt, task, profile)[0] if inp.shape == tgt.shape else None
-                self.comparison.start(entry.dataset, task.name, item.name, target, shown, task.scale, in_psnr)
-            for order, model in enumerate(todo):
-                progress.update(bar, description=f"{model.name} {entry.dataset} {task.name}")
-                t0 = time.perf_counter()
-                out = model(inp, task)
-                seconds = time.perf_counter() - t0
-                self.timing["model"] += seconds
-                if tuple(out.shape[-2:]) != tuple(tgt.shape[-2:]):
-                    raise IptbenchError(
-                        f"{model.name} returned {tuple(out.shape[-2:])} for {entry.dataset}/{item.name} "
-                        f"({task.name}) but the target is {tuple(tgt.shape[-2:])}: "
-                        "the model does not fit the task"
-                    )
-                t0 = time.perf_counter()
-                p, s, lp = self.scorer(out, tgt, task, profile)
-                self.timing["metrics"] += time.perf_counter() - t0
-                local.append(
-                    (
-                        order,
-                        index,
-                        outputs.ImageRow(model.name, entry.dataset, task.name, item.name, p, s, lp, seconds),
-                    )
-                )
-                if cfg.save_images or index == 0:
-                    t0 = time.perf_counter()
-                    restored = tensor_to_image(out)
-                    if cfg.save_images:
-                        write_png(
-                            outputs.restored_image_path(
-                                cfg.out, model.name, entry.dataset, task.name, item.name
-                            ),
-                            restored,
-                        )
-                    if index == 0:
-                        self.comparison.add(entry.dataset, task.name, model.name, restored, p)
-                    self.timing["write"] += time.perf_counter() - t0
+                in_psnr = self.scorer(inp, tgt, task, profile, grey).psnr if inp.shape == tgt.shape else None
+                self.comparison.start(dataset, task.name, item.name, target, shown, task.scale, in_psnr)
+            for order, cell in wanting:
+                progress.update(bar, description=f"{cell.model.name} {dataset} {task.name}")
+                row = self._score_one(cell, inp, tgt, item, index, grey)
+                local.append((order, index, row))
                 progress.advance(bar)
-        gathered = self.world.gather((local, errors, hashes, noise))
+        gathered = self.world.gather((local, self._errors, self._noise))
         merged = sorted((x for part in gathered for x in part[0]), key=lambda t: (t[0], t[1]))
         all_errors = sorted((e for part in gathered for e in part[1]), key=lambda e: e["image"])
         for part in gathered:
-            state.inputs.update(part[2])
-            state.noise.update(part[3])
+            state.noise.update(part[2])
         return [row for _, _, row in merged], all_errors
 
-    # -- outputs ------------------------------------------------------------------------------------------
-    def _write_tables(self, state: outputs.RunState, rows: list[outputs.ImageRow]) -> None:
-        out = self.config.out
-        cells = list(state.cells.values())
-        keys = {c.key() for c in cells}
-        kept = [r for r in rows if r.cell() in keys]
-        outputs.write_per_image(out / "per_image.csv", kept)
-        outputs.write_summary(out / "summary.csv", cells, kept)
-        outputs.write_broken(out / "broken_images.csv", state.errors())
-        state.save(out)
+    def _score_one(
+        self, cell: PlannedCell, inp: torch.Tensor, tgt: torch.Tensor, item: Any, index: int, grey: bool
+    ) -> ImageRow:
+        task, dataset = cell.planned.entry.task, cell.planned.entry.dataset
+        t0 = time.perf_counter()
+        out = self._restore(cell, inp, item)
+        seconds = time.perf_counter() - t0
+        self.timing["model"] += seconds
+        if tuple(out.shape[-2:]) != tuple(tgt.shape[-2:]):
+            raise IptbenchError(
+                f"{cell.model.name} returned {tuple(out.shape[-2:])} for {dataset}/{item.name} "
+                f"({task.name}) but the target is {tuple(tgt.shape[-2:])}: the model does not fit the task"
+            )
+        t0 = time.perf_counter()
+        score = self.scorer(out, tgt, task, self.profiles[task.name], grey)
+        self.timing["metrics"] += time.perf_counter() - t0
+        if self.config.save_images or index == 0:
+            t0 = time.perf_counter()
+            restored = tensor_to_image(out)
+            if self.config.save_images:
+                path = outputs.restored_image_path(
+                    self.config.out, cell.model.name, dataset, task.name, item.name
+                )
+                write_png(path, restored)
+            if index == 0:
+                self.comparison.add(dataset, task.name, cell.model.name, restored, score.psnr)
+            self.timing["write"] += time.perf_counter() - t0
+        return ImageRow(
+            cell.model.name, dataset, task.name, item.name, score.psnr, score.ssim, score.lpips, seconds,
+            score.psnr_replicated,
+        )  # fmt: skip
 
-    def _finish(self, state: outputs.RunState, rows: list[outputs.ImageRow]) -> None:
+    # -- outputs ------------------------------------------------------------------------------------------
+    def _write_tables(self, state: RunState) -> None:
+        """state.json first, then the CSVs derived from it (a rerun rebuilds CSVs a kill left stale)."""
+        out = self.config.out
+        state.order(self.plan_keys)
+        state.save(out)
+        cells = list(state.cells.values())
+        outputs.write_per_image(out / "per_image.csv", cells)
+        outputs.write_summary(out / "summary.csv", cells)
+        outputs.write_broken(out / "broken_images.csv", state.errors())
+
+    def _finish(self, state: RunState) -> None:
         from iptbench.report.tables import render_report
 
         cfg = self.config
         cfg.out.mkdir(parents=True, exist_ok=True)
-        self._write_tables(state, rows)
+        self._write_tables(state)
         if self.comparison.rows:
             self.comparison.render(cfg.out / "comparison.png")
-        profiles = {
-            name: {"name": p.name, "description": p.describe(), "noise": describe_noise(p)}
-            for name, p in self.profiles.items()
-        }
-        outputs.write_manifest(
-            cfg.out,
-            {
-                "suite": cfg.suite,
-                "datasets": cfg.datasets,
-                "data_root": str(cfg.data_root),
-                "profile_option": cfg.profile,
-                "profiles": profiles,
-                "seeds": {"noise": f"numpy RandomState({NOISE_SEED}) per image (KAIR)", "torch": 0},
-                "models": [
-                    {
-                        "name": m.name,
-                        "spec": m.spec,
-                        "tasks": list(m.tasks),
-                        "description": m.description,
-                        **m.meta,
-                    }
-                    for m in self.restorers
-                ],
-                "world_size": self.world.size,
-                "missing": [
-                    {"name": m.name, "state": m.state, "fetch": m.fetch_command, "detail": m.detail}
-                    for m in self.result.missing
-                ],
-                "absent_optional": self.absent_optional,
-                "skipped": self.result.skipped,
-                "errors": state.errors(),
-                "cells": [
-                    {
-                        "model": c.model,
-                        "dataset": c.dataset,
-                        "task": c.task,
-                        "profile": c.profile,
-                        "images": c.images,
-                    }
-                    for c in state.cells.values()
-                ],
-                "inputs_sha256": dict(sorted(state.inputs.items())),
-                "noise_sha256": dict(sorted(state.noise.items())),
-            },
+        payload = manifest_payload(
+            cfg, self.profiles, self.restorers, self.result, state, self.world.size, self.absent_optional
         )
+        outputs.write_manifest(cfg.out, payload)
         text = render_report([cfg.out], fmt="md", published=True, missing=self.result.missing)
         outputs.atomic_write_text(cfg.out / "report.md", text)
 

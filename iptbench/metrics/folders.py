@@ -18,7 +18,7 @@ import numpy as np
 
 from iptbench.data.benchmark_layouts import list_images
 from iptbench.errors import IptbenchError
-from iptbench.images import image_to_tensor, read_image
+from iptbench.images import image_to_tensor, is_grey_file, read_image
 
 _SUFFIX = re.compile(r"^(?:x\d+(?:[_\-.].*)?|[_\-.].+)$", re.IGNORECASE)
 _MIN_SIDE = 11  # the SSIM window: a cropped image smaller than this has no valid SSIM region
@@ -178,6 +178,8 @@ def score_folder(
             )
         # copies: decoded arrays can be read-only, which torch.from_numpy warns about
         t, r = image_to_tensor(np.array(target)), image_to_tensor(np.array(restored))
+        if is_grey_file(pair.target):  # the literature's rule: a grey ground truth is scored on grey values
+            t = t[:, :1]
         row = ImageScore(
             pair.name,
             float(psnr(r, t, crop=crop, channel=channel)[0]),

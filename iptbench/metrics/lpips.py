@@ -174,9 +174,11 @@ class Lpips:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # any unreadable/corrupt file is the user's to replace
-            raise IptbenchError(
-                f"cannot read LPIPS backbone {path}: {exc}; delete it and rerun `iptbench lpips-weights`"
-            ) from None
+            from iptbench.models.checkpoints import torch_load_error
+
+            reason = torch_load_error(path, exc)
+            hint = "delete it and rerun `iptbench lpips-weights`"
+            raise IptbenchError(f"LPIPS backbone: {reason}; {hint}") from None
         self._load_backbone(model, state, path)
         self.net = net
         self.device = torch.device(device) if device is not None else torch.device("cpu")

@@ -1,4 +1,4 @@
-"""Named metric profiles: which channel, which border crop and which noise convention a table uses.
+"""Named metric profiles: which channel, which border crop, which grey-image rule and which noise convention.
 
 A profile is data (one frozen record per name), printed under every table via ``describe()`` so
 readers know exactly how a number was computed.
@@ -14,6 +14,14 @@ from iptbench.tasks import Task, TaskKind
 
 Channel = Literal["y", "rgb"]
 CropRule = Literal["scale", "none"]
+GreyRule = Literal["grey", "replicate"]
+
+# How each rule reads under a table: the rule moves Set14 (grey bridge.png) by ~0.09 dB, so it is always said.
+_GREY_TEXT: dict[str, str] = {
+    "grey": "grey ground truth scored on its grey values (a 3-channel output reduced by full-range luma "
+    "0.299/0.587/0.114)",
+    "replicate": "grey ground truth replicated to RGB, then scored like a colour image (IPT's set_channel)",
+}
 
 
 @dataclass(frozen=True)
@@ -21,7 +29,10 @@ class MetricProfile:
     """How PSNR/SSIM are computed for each task kind, and how synthetic noisy inputs are made.
 
     ``crop`` per kind is "scale" (crop = the task's scale, 0 when the scale is 1) or "none".
-    Noise is Gaussian in float on the 0-255 scale, seeded per image with ``noise_seed``.
+    ``grey_target``: "grey" scores a grey ground-truth image on its grey values, as the MATLAB scripts behind
+    the published SR tables do; "replicate" copies it to three channels first, as the official IPT code does.
+    Models always receive three channels. Noise is Gaussian in float on the 0-255 scale, seeded per image
+    with ``noise_seed``.
     """
 
     name: str
@@ -33,6 +44,7 @@ class MetricProfile:
     crop_denoise: CropRule
     crop_derain: CropRule
     noise_clip: bool  # clamp the noisy input to 0..255 (IPT's trainer does; the literature does not)
+    grey_target: GreyRule = "grey"
     noise_round: bool = False  # round the noisy input to integers (nobody does; kept explicit)
     noise_seed: int = 0  # per-image seed of the Gaussian noise
     y_rounding: bool = False  # Y is always float: no MATLAB-uint8 rounding of Y
@@ -64,6 +76,7 @@ class MetricProfile:
         noise += ", rounded" if self.noise_round else ", not rounded"
         return (
             f"profile {self.name}: {channel}; {crop}; Y rounding: {'uint8' if self.y_rounding else 'none'}; "
+            f"{_GREY_TEXT[self.grey_target]}; "
             f"output quantised to uint8 (round half away from zero); noise: float Gaussian, per-image seed "
             f"{self.noise_seed}, {noise}"
         )
@@ -74,7 +87,7 @@ PROFILES: dict[str, MetricProfile] = {
     for p in (
         MetricProfile(
             "sr",
-            "super-resolution literature (MATLAB/BasicSR): Y float, crop = scale",
+            "super-resolution literature (MATLAB/BasicSR): Y float, crop = scale, grey images on grey values",
             "y",
             "y",
             "y",
@@ -85,7 +98,7 @@ PROFILES: dict[str, MetricProfile] = {
         ),  # fmt: skip
         MetricProfile(
             "denoise",
-            "colour denoising literature (KAIR/SwinIR/Restormer): RGB, no crop",
+            "colour denoising literature (KAIR/SwinIR/Restormer): RGB, no crop, grey images on grey values",
             "rgb",
             "rgb",
             "rgb",
@@ -96,7 +109,7 @@ PROFILES: dict[str, MetricProfile] = {
         ),  # fmt: skip
         MetricProfile(
             "derain",
-            "deraining literature (PReNet/RCDNet MATLAB scripts): Y float, no crop",
+            "deraining literature (PReNet/RCDNet MATLAB): Y float, no crop, grey images on grey values",
             "y",
             "y",
             "y",
@@ -107,7 +120,8 @@ PROFILES: dict[str, MetricProfile] = {
         ),  # fmt: skip
         MetricProfile(
             "ipt-legacy",
-            "official IPT code: Y for every task, crop = scale for SR and 0 otherwise, noisy input clipped",
+            "official IPT code: Y for every task, crop = scale for SR and 0 otherwise, noisy input clipped, "
+            "grey images replicated to RGB",
             "y",
             "y",
             "y",
@@ -115,6 +129,7 @@ PROFILES: dict[str, MetricProfile] = {
             "none",
             "none",
             noise_clip=True,
+            grey_target="replicate",
         ),  # fmt: skip
     )
 }

@@ -1,8 +1,16 @@
 """PSNR and SSIM as the SR/restoration literature computes them (MATLAB/BasicSR conventions).
 
-Both take N x C x H x W images on the 0-255 scale (uint8 or float; C is 3, or 1 for grayscale which is
-replicated), quantise ``restored`` to uint8 values first, crop ``crop`` pixels from every side, score Y
-(BT.601 studio range, float, not rounded) or RGB, and work in float64.
+Both take N x C x H x W images on the 0-255 scale (uint8 or float), quantise ``restored`` to uint8 values
+first, crop ``crop`` pixels from every side, score Y (BT.601 studio range, float, not rounded) or RGB, and
+work in float64.
+
+Grey ground truth: a one-channel ``target`` is a grey image and is scored on its grey values, whatever
+``channel`` says, as the MATLAB scripts behind the published SR tables do (they take Y of three-channel
+images only; with this rule Set14's bicubic rows match them). A three-channel ``restored`` image is reduced to
+one channel by full-range luma 0.299 R + 0.587 G + 0.114 B (MATLAB ``rgb2gray``), which leaves a grey image
+unchanged. Taking Y of a grey image replicated to RGB instead (IPT's ``set_channel``) gives
+16 + 219/255 * grey, which shrinks every error by 219/255 (+1.32 dB); callers that want that convention
+replicate the target to three channels themselves.
 """
 
 from __future__ import annotations
@@ -31,10 +39,14 @@ def _prepare(restored: Tensor, target: Tensor, crop: int, channel: Channel) -> t
         restored = restored.unsqueeze(0)
     if target.ndim == 3:
         target = target.unsqueeze(0)
-    if restored.shape != target.shape:
+    for img in (restored, target):
+        if img.ndim != 4 or img.shape[1] not in (1, 3):
+            raise ValueError(f"expected N x 3 x H x W (or N x 1 x H x W) images, got {tuple(img.shape)}")
+    if restored.shape[0] != target.shape[0] or restored.shape[-2:] != target.shape[-2:]:
         raise ValueError(f"restored {tuple(restored.shape)} and target {tuple(target.shape)} differ in shape")
-    if restored.ndim != 4 or restored.shape[1] not in (1, 3):
-        raise ValueError(f"expected N x 3 x H x W (or N x 1 x H x W) images, got {tuple(restored.shape)}")
+    grey = target.shape[1] == 1
+    if not grey and restored.shape[1] == 1:  # a grey output of a colour image: compared as grey RGB
+        restored = restored.expand(-1, 3, -1, -1)
     crop = int(crop)
     h, w = restored.shape[-2:]
     if crop < 0 or h - 2 * crop < 1 or w - 2 * crop < 1:
@@ -44,12 +56,19 @@ def _prepare(restored: Tensor, target: Tensor, crop: int, channel: Channel) -> t
         x = img.to(torch.float64)
         if quant:
             x = quantize(x)
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
         if crop:
             x = x[..., crop : h - crop, crop : w - crop]
-        out.append(rgb_to_y(x) if channel == "y" else x)
+        if grey:
+            out.append(grey_luma(x) if x.shape[1] == 3 else x)
+        else:
+            out.append(rgb_to_y(x) if channel == "y" else x)
     return out[0], out[1]
+
+
+def grey_luma(images: Tensor) -> Tensor:
+    """Full-range luma of N x 3 x H x W (MATLAB ``rgb2gray`` weights, float, not rounded): N x 1 x H x W."""
+    r, g, b = images.unbind(dim=1)
+    return (0.299 * r + 0.587 * g + 0.114 * b).unsqueeze(1)
 
 
 def psnr(restored: Tensor, target: Tensor, *, crop: int = 0, channel: Channel = "y") -> Tensor:

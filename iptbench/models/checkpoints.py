@@ -142,6 +142,22 @@ def _read_safetensors(path: Path) -> tuple[IPTConfig, dict[str, Tensor], dict[st
 # --------------------------------------------------------------------------- official format
 
 
+def torch_load_error(path: str | os.PathLike[str], exc: Exception) -> IptbenchError:
+    """What a failed torch.load(weights_only=True) means for the user; torch's own text is not passed on.
+
+    Its advice ("re-run with weights_only=False") is one the CLI cannot follow: unpickling runs code.
+    """
+    text = str(exc)
+    if "Unsupported global" in text or "Unsupported class" in text or "two options" in text:
+        return IptbenchError(
+            f"{path} is not a checkpoint iptbench can load safely (it needs code to unpickle); convert it "
+            "where you trust it, or export a state dict"
+        )
+    if "central directory" in text or "PytorchStreamReader" in text or isinstance(exc, EOFError):
+        return IptbenchError(f"cannot load {path}: it is truncated or damaged; copy or download it again")
+    return IptbenchError(f"cannot load {path}: not a PyTorch checkpoint (nor a safetensors file)")
+
+
 def read_official_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     """torch.load(weights_only=True) of an official file; unwraps {'state_dict': ...} and 'model.'."""
     path = Path(path)
@@ -149,9 +165,10 @@ def read_official_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
         raise IptbenchError(f"weights file {path} does not exist")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        raise  # permissions, I/O: the CLI names the file and the cause
     except Exception as exc:  # torch raises many types for foreign or unsafe pickles
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise IptbenchError(f"cannot load {path} as a PyTorch state dict (weights_only): {first}") from None
+        raise torch_load_error(path, exc) from None
     for wrapper in ("state_dict", "model"):
         if isinstance(obj, Mapping) and wrapper in obj and isinstance(obj[wrapper], Mapping):
             obj = obj[wrapper]
@@ -337,6 +354,9 @@ def load_model(
         load_state_dict_strict(model, state, source=str(path))
     else:
         model = official_to_model(read_official_state_dict(path), num_heads=num_heads, tasks=tasks, path=path)
+    from iptbench import threads
+
+    threads.for_model(model.num_parameters())
     return model.eval().to(device or "cpu")
 
 

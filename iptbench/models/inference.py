@@ -1,4 +1,10 @@
-"""Whole-image inference: tiling, optional x8 self-ensemble, device and precision handling."""
+"""Whole-image inference: tiling, optional x8 self-ensemble, device and precision handling.
+
+Precision is a choice (`precision=`): fp32, bf16 or fp16, through autocast on the model's device, so
+layer norms and softmax stay in fp32 while matrix products run in the lower precision. The default is fp32
+on CPU (what the official code runs) and bf16 on CUDA (tensor cores). fp32 on CUDA turns TF32 off for the
+call: TF32 matmuls and convolutions keep only 10 mantissa bits, so "fp32" would not mean fp32.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from iptbench.models.tiling import (
 
 TileMode = Literal["fast", "official"]
 TILE_MODES: tuple[str, ...] = ("fast", "official")
+PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # On CPU large GEMM batches fall out of cache: ipt-base runs 0.47 s/window in chunks of 8 but 0.69 s/window
 # at 64 on 2 cores, so CPU batches are split into chunks of this size (same results up to rounding).
 CPU_MICRO_BATCH = 8
@@ -102,6 +109,47 @@ def _eval_mode(model: IPT) -> Iterator[None]:
         model.train(was_training)
 
 
+def resolve_precision(precision: str | None, device: torch.device | str) -> str:
+    """The precision a call runs at: the one asked for, else fp32 on CPU and bf16 on CUDA."""
+    if precision is None:
+        return "bf16" if torch.device(device).type == "cuda" else "fp32"
+    if precision not in PRECISIONS:
+        raise IptbenchError(f"unknown precision {precision!r}; use one of: {', '.join(PRECISIONS)}")
+    return precision
+
+
+@contextlib.contextmanager
+def _precision(device: torch.device, precision: str) -> Iterator[None]:
+    """Autocast for bf16/fp16; for fp32 on CUDA, TF32 off (restored afterwards)."""
+    if precision != "fp32":
+        with torch.autocast(device.type, dtype=PRECISIONS[precision]):
+            yield
+        return
+    if device.type != "cuda":
+        yield
+        return
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def _window_fn(model: IPT, index: int, device: torch.device, precision: str) -> Callable[[Tensor], Tensor]:
+    cuda = device.type == "cuda"
+
+    def run(batch: Tensor) -> Tensor:
+        with _precision(device, precision):
+            if cuda:
+                batch = batch.contiguous(memory_format=torch.channels_last)
+                return model(batch, index).float()
+            return torch.cat([model(chunk, index).float() for chunk in batch.split(CPU_MICRO_BATCH)])
+
+    return run
+
+
 def restore(
     model: IPT,
     image: Tensor,
@@ -111,12 +159,13 @@ def restore(
     window_batch: int = 64,
     self_ensemble: bool = False,
     stride: int | None = None,
+    precision: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> Tensor:
     """Restore one image of any size: 1 x 3 x H x W on 0-255 -> 1 x 3 x sH x sW float32 (not quantised).
 
-    Runs on the model's device; on CUDA the windows go through bf16 autocast in channels_last layout,
-    on CPU in fp32 chunks of CPU_MICRO_BATCH.
+    Runs on the model's device at `precision` (see the module docstring; on CUDA in channels_last layout,
+    on CPU in chunks of CPU_MICRO_BATCH windows).
     `progress` is called with the number of windows finished after each batch.
     """
     if tile_mode not in TILE_MODES:
@@ -126,17 +175,10 @@ def restore(
     index = model.task_index(task)
     scale = model.scale_for(index)
     device = next(model.parameters()).device
-    cuda = device.type == "cuda"
+    run = _window_fn(model, index, device, resolve_precision(precision, device))
     x = _as_image(image).to(device)
-    if cuda:
+    if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
-
-    def run(batch: Tensor) -> Tensor:
-        if cuda:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                return model(batch, index).float()
-        return torch.cat([model(chunk, index) for chunk in batch.split(CPU_MICRO_BATCH)])
 
     def tile(img: Tensor) -> Tensor:
         if tile_mode == "official":

@@ -2,9 +2,12 @@
 
 One block per task (SR x2/x3/x4, denoising sigma 30/50, deraining); each cell is PSNR (dB) / SSIM.
 Published rows (package data, iptbench.evaluation.published) sit above the measured ones, marked
-"(published)", with the scoring channel in the label whenever it differs from ours; for IPT models a
-"Δ" row gives measured minus the published IPT number scored the same way (channel and crop).
-Under every table: the metric profile(s) used and the sources of the published rows.
+"(published)", with the scoring channel in the label whenever it differs from ours. Every measured model of
+the IPT architecture, whatever its label, gets a "Δ ... vs <published row>" row: measured minus the
+published IPT number scored the same way (channel, crop, and IPT's grey-image convention).
+A measured row's label carries its restorer settings when they differ from the defaults, e.g.
+"ours (official tiling, x8)". Under every table: the metric profile(s) used and the sources of the
+published rows.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 
 from iptbench.errors import IptbenchError
 from iptbench.evaluation.published import PublishedRow, published_for
+from iptbench.report.loading import Measured, load_results
 from iptbench.tasks import TASK_NAMES, get_task
 
 DATASET_ORDER = {
@@ -28,20 +32,6 @@ FORMATS = ("md", "csv", "latex")
 # Paper order: super-resolution, then denoising, then deraining (not the official task index order).
 BLOCK_ORDER = ("sr-x2", "sr-x3", "sr-x4", "denoise-30", "denoise-50", "derain")
 DAGGER = "†"
-
-
-@dataclass(frozen=True)
-class Measured:
-    model: str
-    dataset: str
-    task: str
-    profile: str
-    images: int
-    psnr: float
-    ssim: float
-    channel: str
-    crop: int
-    profile_description: str
 
 
 @dataclass
@@ -59,41 +49,6 @@ class Block:
     datasets: list[str]
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-
-def _float(text: str) -> float:
-    return float(text) if text not in ("", None) else math.nan
-
-
-def load_results(folders: list[Path]) -> tuple[list[Measured], list[str]]:
-    """Rows of every folder's summary.csv; a later folder's cell replaces an earlier one's (warned)."""
-    cells: dict[tuple[str, str, str, str], Measured] = {}
-    warnings: list[str] = []
-    for folder in folders:
-        path = folder / "summary.csv" if folder.is_dir() else folder
-        if not path.is_file():
-            raise IptbenchError(f"no summary.csv in {folder}: pass folders written by `iptbench eval --out`")
-        with path.open(newline="", encoding="utf-8") as handle:
-            for raw in csv.DictReader(handle):
-                row = Measured(
-                    raw["model"],
-                    raw["dataset"],
-                    get_task(raw["task"]).name,
-                    raw["profile"],
-                    int(raw["images"]),
-                    _float(raw["psnr"]),
-                    _float(raw["ssim"]),
-                    raw.get("channel", ""),
-                    int(raw.get("crop") or 0),
-                    raw.get("profile_description", ""),
-                )
-                key = (row.model, row.dataset, row.task, row.profile)
-                if key in cells:
-                    warnings.append(
-                        f"{'/'.join(key[:3])} ({row.profile}) appears twice; kept the one in {folder}"
-                    )
-                cells[key] = row
-    return list(cells.values()), warnings
 
 
 def _datasets(task: str, present: set[str]) -> list[str]:
@@ -153,6 +108,87 @@ def _ipt_reference(task: str, dataset: str, channel: str, crop: int) -> Publishe
     return (confirmed or candidates or [None])[0]
 
 
+@dataclass
+class _DeltaNotes:
+    references: list[str] = field(default_factory=list)
+    grey: list[str] = field(default_factory=list)  # datasets whose Δ used IPT's grey-image convention
+    unconfirmed: bool = False
+
+
+def _measured_text(m: Measured) -> str:
+    text = _cell(m.psnr, m.ssim)
+    if m.expected_images and m.images < m.expected_images:  # an --allow-partial cell says what it holds
+        text += f" ({m.images}/{m.expected_images} images)"
+    return text
+
+
+def _delta_rows(label: str, profile: str, items: list[Measured], task: str, notes: _DeltaNotes) -> list[Row]:
+    """One Δ row per published IPT row subtracted, named after it ("Δ ours vs IPT (MindSpore)")."""
+    rows: dict[str, Row] = {}
+    for m in items:
+        ref = _ipt_reference(task, m.dataset, m.channel, m.crop)
+        if ref is None or math.isnan(m.psnr):
+            continue
+        value = m.psnr
+        if m.psnr_replicated is not None:  # IPT replicates grey images to RGB: compare like with like
+            value = m.psnr_replicated
+            notes.grey.append(m.dataset)
+        mark = "" if ref.confirmed else DAGGER
+        notes.unconfirmed |= not ref.confirmed
+        row = rows.setdefault(ref.method, Row(f"Δ {label} vs {ref.method}", "delta", profile=profile))
+        row.cells[m.dataset] = f"{value - ref.psnr:+.2f}{mark}"
+        notes.references.append(f"{ref.method} {m.dataset} {ref.psnr:.2f} ({ref.channel.upper()})")
+    return list(rows.values())
+
+
+def _measured_rows(
+    items_for_task: list[Measured], task: str, published: bool, notes: _DeltaNotes
+) -> list[Row]:
+    profiles_per_model: dict[str, set[str]] = {}
+    for m in items_for_task:
+        profiles_per_model.setdefault(m.model, set()).add(m.profile)
+    groups: dict[tuple[str, str, str], list[Measured]] = {}
+    for m in items_for_task:
+        groups.setdefault((m.model, m.profile, m.settings), []).append(m)
+    rows: list[Row] = []
+    for (model, profile, settings), items in groups.items():
+        label = model + (f" ({settings})" if settings else "")
+        if len(profiles_per_model[model]) > 1:
+            label += f" [{profile}]"
+        rows.append(Row(label, "measured", {m.dataset: _measured_text(m) for m in items}, profile))
+        if published and all(m.is_ipt for m in items):
+            rows.extend(_delta_rows(label, profile, items, task, notes))
+    return rows
+
+
+def _profile_notes(items: list[Measured]) -> list[str]:
+    notes: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for m in items:
+        if (m.profile, m.profile_description) not in seen:
+            seen.add((m.profile, m.profile_description))
+            desc = m.profile_description or "no description recorded"
+            # describe() lines already start with "profile NAME:"; don't say it twice
+            prefix = (
+                "Metric " if desc.startswith(f"profile {m.profile}") else f"Metric profile `{m.profile}`: "
+            )
+            notes.append(prefix + desc)
+    return notes
+
+
+def _delta_notes(notes: _DeltaNotes) -> list[str]:
+    lines = []
+    if notes.references:
+        lines.append("Δ against: " + "; ".join(dict.fromkeys(notes.references)))
+    if notes.grey:
+        sets = ", ".join(dict.fromkeys(notes.grey))
+        lines.append(
+            f"Δ on {sets} uses IPT's convention for grey images (replicated to RGB, then scored), as the "
+            "published IPT rows do; the measured row scores them on their grey values."
+        )
+    return lines
+
+
 def build_blocks(measured: list[Measured], published: bool = False) -> list[Block]:
     blocks = []
     for task in (*BLOCK_ORDER, *(t for t in TASK_NAMES if t not in BLOCK_ORDER)):
@@ -162,53 +198,19 @@ def build_blocks(measured: list[Measured], published: bool = False) -> list[Bloc
         datasets = _datasets(task, {m.dataset for m in rows_for_task})
         block = Block(task, task_title(task), datasets)
         channels = sorted({m.channel for m in rows_for_task})
-        channel = channels[0] if len(channels) == 1 else ""
-        references: list[str] = []
+        notes = _DeltaNotes()
         pub_notes: list[str] = []
-        unconfirmed = False
         if published:
-            pub_rows, pub_notes, unconfirmed = _published_rows(task, datasets, channel)
+            pub_rows, pub_notes, notes.unconfirmed = _published_rows(
+                task, datasets, channels[0] if len(channels) == 1 else ""
+            )
             block.rows.extend(pub_rows)
-        profiles_per_model: dict[str, set[str]] = {}
-        for m in rows_for_task:
-            profiles_per_model.setdefault(m.model, set()).add(m.profile)
-        by_label: dict[tuple[str, str], list[Measured]] = {}
-        for m in rows_for_task:
-            by_label.setdefault((m.model, m.profile), []).append(m)
-        for (model, profile), items in by_label.items():
-            label = model if len(profiles_per_model[model]) == 1 else f"{model} [{profile}]"
-            row = Row(label, "measured", {m.dataset: _cell(m.psnr, m.ssim) for m in items}, profile)
-            block.rows.append(row)
-            if not (published and model.lower().startswith("ipt")):
-                continue
-            delta = Row(f"Δ {label} − IPT (published)", "delta", profile=profile)
-            for m in items:
-                ref = _ipt_reference(task, m.dataset, m.channel, m.crop)
-                if ref is None or math.isnan(m.psnr):
-                    continue
-                mark = "" if ref.confirmed else DAGGER
-                unconfirmed |= not ref.confirmed
-                delta.cells[m.dataset] = f"{m.psnr - ref.psnr:+.2f}{mark}"
-                references.append(f"{ref.method} {m.dataset} {ref.psnr:.2f} ({ref.channel.upper()})")
-            if delta.cells:
-                block.rows.append(delta)
-        seen: set[tuple[str, str]] = set()
-        for m in rows_for_task:
-            if (m.profile, m.profile_description) not in seen:
-                seen.add((m.profile, m.profile_description))
-                desc = m.profile_description or "no description recorded"
-                # describe() lines already start with "profile NAME:"; don't say it twice
-                prefix = (
-                    "Metric "
-                    if desc.startswith(f"profile {m.profile}")
-                    else f"Metric profile `{m.profile}`: "
-                )
-                block.notes.append(prefix + desc)
+        block.rows.extend(_measured_rows(rows_for_task, task, published, notes))
+        block.notes.extend(_profile_notes(rows_for_task))
         if published:
             block.notes.extend(f"Published: {n}" for n in pub_notes)
-            if references:
-                block.notes.append("Δ against: " + "; ".join(dict.fromkeys(references)))
-            if unconfirmed:
+            block.notes.extend(_delta_notes(notes))
+            if notes.unconfirmed:
                 block.notes.append(f"{DAGGER} not confirmed from a primary source.")
         blocks.append(block)
     return blocks
@@ -323,11 +325,15 @@ def render_latex(blocks: list[Block]) -> str:
 
 
 def render_report(
-    folders: list[Path], fmt: str = "md", published: bool = False, missing: list | None = None
+    folders: list[Path],
+    fmt: str = "md",
+    published: bool = False,
+    missing: list | None = None,
+    prefer_later: bool = False,
 ) -> str:
     if fmt not in FORMATS:
         raise IptbenchError(f"unknown report format {fmt!r}; choose one of: {', '.join(FORMATS)}")
-    measured, warnings = load_results([Path(f) for f in folders])
+    measured, warnings = load_results([Path(f) for f in folders], prefer_later=prefer_later)
     if not measured and not missing:
         raise IptbenchError(
             f"no results in {', '.join(str(f) for f in folders)}: summary.csv has no rows yet"

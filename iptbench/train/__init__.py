@@ -4,11 +4,13 @@ from iptbench.train import TrainConfig, train
 result = train(TrainConfig(data=("pairs.h5",), out="runs/tiny", model="ipt-tiny", steps=100))
 """
 
-from iptbench.train.loop import StartInfo, TrainResult, clip_per_tensor, train
+from iptbench.train.loop import ProgressInfo, StartInfo, TrainResult, train
 from iptbench.train.losses import l1_loss, supcon_loss, supcon_loss_reference
-from iptbench.train.state import StepRecord, TrainConfig, epoch_lr, load_checkpoint
+from iptbench.train.state import StepRecord, TrainConfig, epoch_lr, load_checkpoint, step_lr
+from iptbench.train.step import clip_per_tensor
 
 __all__ = [
+    "ProgressInfo",
     "StartInfo",
     "StepRecord",
     "TrainConfig",
@@ -18,6 +20,7 @@ __all__ = [
     "l1_loss",
     "load_checkpoint",
     "supcon_loss",
+    "step_lr",
     "supcon_loss_reference",
     "train",
 ]

@@ -1,7 +1,9 @@
 """torchrun support for training: one process per device, gradients averaged by DDP, rank 0 writes.
 
 Without torchrun (WORLD_SIZE unset or 1) nothing here touches torch.distributed, so a plain
-`iptbench train` runs in one process with no process group.
+`iptbench train` runs in one process with no process group. IPTBENCH_DDP=1 joins the process group and
+wraps the model in DDP even for one process: `benchmarks/gpu_check.py` uses it to run the nccl path on a
+single GPU.
 """
 
 from __future__ import annotations
@@ -19,12 +21,16 @@ from iptbench.errors import IptbenchError
 DEVICES = ("auto", "cpu", "cuda")
 
 
+FORCE_ENV = "IPTBENCH_DDP"
+
+
 @dataclass(frozen=True)
 class DistContext:
     rank: int
     world_size: int
     local_rank: int
     device: torch.device
+    group: bool = False  # a process group is joined (several processes, or IPTBENCH_DDP=1)
 
     @property
     def is_main(self) -> bool:
@@ -32,7 +38,11 @@ class DistContext:
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
+        return self.group or self.world_size > 1
+
+    @property
+    def backend(self) -> str | None:
+        return dist.get_backend() if self.distributed and dist.is_initialized() else None
 
 
 def _env_int(name: str, default: int) -> int:
@@ -66,7 +76,8 @@ def setup(device: str) -> DistContext:
     world = _env_int("WORLD_SIZE", 1)
     local_rank = _env_int("LOCAL_RANK", 0)
     dev = resolve_device(device, local_rank)
-    if world <= 1:
+    forced = os.environ.get(FORCE_ENV, "") == "1" and "MASTER_ADDR" in os.environ  # torchrun sets it
+    if world <= 1 and not forced:
         return DistContext(0, 1, 0, dev)
     if not dist.is_available():
         raise IptbenchError("torch.distributed is not available in this torch build; run without torchrun")
@@ -74,7 +85,7 @@ def setup(device: str) -> DistContext:
         torch.cuda.set_device(dev)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
-    return DistContext(dist.get_rank(), dist.get_world_size(), local_rank, dev)
+    return DistContext(dist.get_rank(), dist.get_world_size(), local_rank, dev, group=True)
 
 
 def wrap(model: nn.Module, ctx: DistContext) -> nn.Module:

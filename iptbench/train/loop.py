@@ -1,19 +1,19 @@
 """The IPT trainer: multi-task pre-training and single-task fine-tuning, resumable and deterministic.
 
 One step = one batch of one task (TaskBatchSampler), loss = L1 + lambda * SupCon over decoder tokens,
-Adam, per-tensor gradient clipping, step lr decay at epoch milestones. Everything a step depends on is
-either in last.pt (weights, Adam moments, step, epoch, batch position in the epoch, RNG states) or a pure
-function of (seed, epoch, index) (batch order, flips, fresh noise), so a resumed run replays exactly the
-batches an uninterrupted run would have seen and, on CPU, ends with the same bytes.
+Adam, per-tensor gradient clipping, the lr of `state.step_lr` (step decay at epoch milestones or cosine,
+optional warm-up), optional EMA of the weights. Everything a step depends on is either in last.pt
+(weights, Adam moments, EMA, step, epoch, batch position in the epoch, RNG states) or a pure function of
+(seed, epoch, index) (batch order, flips, fresh noise), so a resumed run replays exactly the batches an
+uninterrupted run would have seen and, on CPU, ends with the same bytes. Validation runs on a copy of the
+weights and puts every RNG state back, so it never changes what training does.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 import os
 import random
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,30 +25,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from iptbench.data.patches import PatchDataset, TaskBatchSampler
 from iptbench.errors import IptbenchError
-from iptbench.models.checkpoints import load_state_dict_strict, save_model
-from iptbench.tasks import TASK_NAMES
 from iptbench.train import distributed
-from iptbench.train.losses import l1_loss, supcon_loss
-from iptbench.train.state import (
-    CHECKPOINT,
-    LOG,
-    MODEL,
-    RunLog,
-    StepRecord,
-    TrainConfig,
-    build_model,
-    epoch_lr,
-    load_checkpoint,
-    prepare_run_dir,
-    read_manifests,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
-
-PRETRAIN_LR, FINETUNE_LR = 5e-5, 2e-5
-PRETRAIN_EPOCHS, FINETUNE_EPOCHS = 300, 30
-DEFAULT_CONTRASTIVE = 0.1
+from iptbench.train.runner import Trainer
+from iptbench.train.setup import plan_run
+from iptbench.train.state import StepRecord, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -63,6 +43,23 @@ class StartInfo:
     world_size: int
     lr: float
     contrastive: float
+    val: tuple[str, ...] = ()
+    ema: float | None = None
+    events: bool = False  # TensorBoard events are being written
+
+
+@dataclass(frozen=True)
+class ProgressInfo:
+    """What the progress bar shows after every step (rank 0; nothing here waits for the device)."""
+
+    step: int
+    total: int
+    epoch: int
+    task: str
+    lr: float
+    patches_per_s: float
+    record: StepRecord | None  # the last log step's losses (None before the first)
+    val_psnr: float | None  # the last validation's mean PSNR
 
 
 @dataclass(frozen=True)
@@ -75,12 +72,14 @@ class TrainResult:
     resumed_from: int | None
     final: StepRecord | None
     is_main: bool
+    best: tuple[int, float] | None = None  # (step, mean validation PSNR) of best.safetensors
+    ema_path: Path | None = None
 
 
 # --------------------------------------------------------------------------- data
 
 
-class _Tagged(Dataset):
+class Tagged(Dataset):
     """PatchDataset items plus the id of their file: source ids restart at 0 in every file, so the
     contrastive positives are (file, source) pairs, never two files' images that share an id."""
 
@@ -100,7 +99,7 @@ class _Tagged(Dataset):
         return items
 
 
-class _Positioned(Sampler[list[Any]]):
+class Positioned(Sampler[list[Any]]):
     """TaskBatchSampler started at (epoch, batch): the resume point, without loading skipped batches."""
 
     def __init__(self, inner: TaskBatchSampler) -> None:
@@ -124,38 +123,16 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
-# --------------------------------------------------------------------------- one step
-
-
-def clip_per_tensor(params: Sequence[torch.Tensor], max_norm: float) -> None:
-    """Scale each gradient to L2 norm <= max_norm on its own (MindSpore ClipByNorm per tensor)."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads or max_norm <= 0:
-        return
-    norms = torch._foreach_norm(grads)
-    torch._foreach_mul_(grads, [max_norm / torch.clamp(n, min=max_norm) for n in norms])
-
-
-def _step(
-    model: torch.nn.Module, batch: dict[str, Any], device: torch.device, lam: float, cfg: TrainConfig
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    task = batch["task"][0]
-    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    x = batch["input"].to(device, non_blocking=True).float().contiguous(memory_format=fmt)
-    y = batch["target"].to(device, non_blocking=True).float()
-    amp = cfg.amp and device.type == "cuda"
-    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-        if lam > 0:
-            out, tokens = model(x, task, return_features=True)
-        else:
-            out, tokens = model(x, task), None
-    l1 = l1_loss(out, y)
-    if tokens is not None:
-        labels = batch["file"].to(device).long() * (1 << 40) + batch["source"].to(device).long()
-        con = supcon_loss(tokens, labels, cfg.temperature)
-    else:
-        con = torch.zeros((), device=device)
-    return l1 + lam * con, l1, con
+def make_loader(ds: PatchDataset, sampler: Positioned, cfg: TrainConfig, rank: int, cuda: bool) -> DataLoader:
+    return DataLoader(
+        Tagged(ds),
+        batch_sampler=sampler,
+        num_workers=cfg.workers,
+        persistent_workers=cfg.workers > 0,
+        pin_memory=cuda,
+        worker_init_fn=_seed_worker,
+        generator=torch.Generator().manual_seed(cfg.seed + rank),
+    )
 
 
 # --------------------------------------------------------------------------- the run
@@ -165,12 +142,11 @@ def train(
     cfg: TrainConfig,
     *,
     on_start: Callable[[StartInfo], None] | None = None,
-    on_step: Callable[[int, StepRecord | None, float], None] | None = None,
+    on_step: Callable[[ProgressInfo], None] | None = None,
     stop_at: int | None = None,
 ) -> TrainResult:
     """Train (or continue) the run in cfg.out. stop_at: save and return after that global step, as a
-    time-sliced job would. Callbacks run on rank 0 only; on_step gets the step, the record of the last
-    log step (its loss; None before the first) and steps/s."""
+    time-sliced job would. Callbacks run on rank 0 only."""
     ctx = distributed.setup(cfg.device)
     deterministic = torch.are_deterministic_algorithms_enabled()
     if ctx.device.type == "cuda":
@@ -183,204 +159,64 @@ def train(
         distributed.cleanup(ctx)
 
 
-def _train(
-    cfg: TrainConfig,
-    ctx: distributed.DistContext,
-    on_start: Callable[[StartInfo], None] | None,
-    on_step: Callable[[int, StepRecord | None, float], None] | None,
-    stop_at: int | None,
-) -> TrainResult:
-    torch.manual_seed(cfg.seed + ctx.rank)
-    np.random.seed(cfg.seed + ctx.rank)
-    random.seed(cfg.seed + ctx.rank)
-    device = ctx.device
+def _seed_and_flags(seed: int, device: torch.device) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # TF32 for what autocast leaves in fp32
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = False  # autotuning picks kernels by timing: not reproducible
 
-    manifests = read_manifests(cfg.data)
-    data_tasks = [t for t in TASK_NAMES if any(t in m["tasks"] for m in manifests)]
-    model, tasks, init_id = build_model(cfg, data_tasks)
-    for path, m in zip(cfg.data, manifests, strict=True):
-        if m.get("patch_size") != model.patch_size:
-            raise IptbenchError(
-                f"{path} holds {m.get('patch_size')}-pixel patches but the model takes {model.patch_size}x"
-                f"{model.patch_size} windows; rebuild it with build-data --patch-size {model.patch_size}"
-            )
-    finetune = cfg.init is not None
-    lam = (
-        cfg.contrastive
-        if cfg.contrastive is not None
-        else (0.0 if finetune and len(tasks) == 1 else DEFAULT_CONTRASTIVE)
-    )
-    base_lr = cfg.lr if cfg.lr is not None else (FINETUNE_LR if finetune else PRETRAIN_LR)
-    ds = PatchDataset(cfg.data, tasks, augment=cfg.augment, fresh_noise=cfg.fresh_noise, seed=cfg.seed)
-    sampler = TaskBatchSampler(ds, cfg.batch_size, seed=cfg.seed, rank=ctx.rank, world_size=ctx.world_size)
-    per_epoch = len(sampler)
-    if per_epoch == 0:
-        smallest = min(b - a for a, b in ds.task_ranges.values())
-        raise IptbenchError(
-            f"no full batch: the smallest task has {smallest} pairs, fewer than --batch-size {cfg.batch_size}"
-            f" x {ctx.world_size} processes; lower --batch-size or add data"
-        )
-    epochs = cfg.epochs or (None if cfg.steps else FINETUNE_EPOCHS if finetune else PRETRAIN_EPOCHS)
-    total = cfg.steps if cfg.steps is not None else int(epochs or 0) * per_epoch
-    amp = cfg.amp and device.type == "cuda"
-    identity = {
-        "model": model.config.to_dict(),
-        "init": init_id,
-        "data": [
-            {k: m.get(k) for k in ("tasks", "counts", "hashes", "patch_size", "seed", "sources_sha256")}
-            for m in manifests
-        ],
-        "tasks": list(tasks),
-        "epochs": epochs,
-        "steps": cfg.steps,
-        "batch_size": cfg.batch_size,
-        "world_size": ctx.world_size,
-        "lr": base_lr,
-        "lr_milestones": list(cfg.lr_milestones),
-        "lr_gamma": cfg.lr_gamma,
-        "contrastive": lam,
-        "temperature": cfg.temperature,
-        "grad_clip": cfg.grad_clip,
-        "seed": cfg.seed,
-        "fresh_noise": cfg.fresh_noise,
-        "augment": cfg.augment,
-        "precision": "bf16" if amp else "fp32",
-        "channels_last": cfg.channels_last,
-    }
-    details = {
-        "data": [str(Path(p).resolve()) for p in cfg.data],
-        "init": cfg.init,
-        "device": str(device),
-        "workers": cfg.workers,
-        "steps_per_epoch": per_epoch,
-        "total_steps": total,
-        **cfg.extra,
-    }
-    run_dir = cfg.run_dir
-    outcome: tuple[str | None, bool] = (None, False)
-    if ctx.is_main:
-        try:
-            outcome = (None, prepare_run_dir(run_dir, identity, details, cfg.resume))
-        except IptbenchError as exc:
-            outcome = (str(exc), False)
-    error, has_checkpoint = distributed.broadcast(outcome, ctx)
-    if error:
-        raise IptbenchError(error)
 
-    model.to(device).train()
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=base_lr, betas=(0.9, 0.999), eps=1e-8)
-    step = epoch = position = 0
-    seconds_before = 0.0
-    resumed_from: int | None = None
-    if has_checkpoint:
-        ck = load_checkpoint(run_dir / CHECKPOINT)
-        load_state_dict_strict(model, ck["model"], source=str(run_dir / CHECKPOINT))
-        optimizer.load_state_dict(ck["optimizer"])
-        step, epoch, position = int(ck["step"]), int(ck["epoch"]), int(ck["position"])
-        seconds_before = float(ck["seconds"])
-        set_rng_state(ck["rng"][ctx.rank])
-        resumed_from = step
-    net = distributed.wrap(model, ctx)
-    positioned = _Positioned(sampler)
-    loader = DataLoader(
-        _Tagged(ds),
-        batch_sampler=positioned,
-        num_workers=cfg.workers,
-        persistent_workers=cfg.workers > 0,
-        pin_memory=device.type == "cuda",
-        worker_init_fn=_seed_worker,
-        generator=torch.Generator().manual_seed(cfg.seed + ctx.rank),
-    )
-    log = RunLog(run_dir / LOG, resumed_from) if ctx.is_main else None
+def _train(
+    cfg: TrainConfig,
+    ctx: distributed.DistContext,
+    on_start: Callable[[StartInfo], None] | None,
+    on_step: Callable[[ProgressInfo], None] | None,
+    stop_at: int | None,
+) -> TrainResult:
+    if stop_at is not None and stop_at < 1:
+        raise IptbenchError(f"--stop-at must be a step of at least 1, got {stop_at}")
+    _seed_and_flags(cfg.seed + ctx.rank, ctx.device)
+    plan = plan_run(cfg, ctx.rank, ctx.world_size, ctx.device)
+    plan.details["process_group"] = ctx.backend  # informational: gpu_check reads it
+    trainer = Trainer(cfg, ctx, plan)
+    trainer.open_run()
+    net = distributed.wrap(trainer.model, ctx)
+    if cfg.compile:
+        net = torch.compile(net)  # after DDP wrapping, as torch's DDP + compile guide does
+    positioned = Positioned(plan.sampler)
+    loader = make_loader(plan.dataset, positioned, cfg, ctx.rank, ctx.device.type == "cuda")
     if ctx.is_main and on_start is not None:
+        model = plan.model
         on_start(
             StartInfo(
-                total,
-                step,
-                per_epoch,
-                tasks,
-                model.config.name,
-                model.num_parameters(),
-                str(device),
-                ctx.world_size,
-                base_lr,
-                lam,
+                plan.total, trainer.step, plan.per_epoch, plan.tasks, model.config.name,
+                model.num_parameters(), str(ctx.device), ctx.world_size, plan.base_lr, plan.lam,
+                tuple(v.name for v in plan.val_sets), cfg.ema, trainer.events_enabled,
             )
-        )
+        )  # fmt: skip
 
-    def checkpoint() -> None:
-        states = distributed.gather(rng_state(), ctx)
-        if ctx.is_main:
-            save_checkpoint(
-                run_dir / CHECKPOINT,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": {
-                        "base_lr": base_lr,
-                        "milestones": list(cfg.lr_milestones),
-                        "gamma": cfg.lr_gamma,
-                        "epoch": epoch,
-                    },
-                    "step": step,
-                    "epoch": epoch,
-                    "position": position,
-                    "seconds": seconds_before + time.perf_counter() - t0,
-                    "rng": states,
-                },
-            )
+    def progress(task: str, lr: float, rate: float) -> None:
+        if on_step is not None:
+            t = trainer
+            on_step(ProgressInfo(t.step, plan.total, t.epoch, task, lr, rate, t.record, t.last_val))
 
-    t0 = time.perf_counter()
-    session_steps = 0
-    record: StepRecord | None = None
-    end = total if stop_at is None else min(total, stop_at)
-    while step < end:
-        positioned.set_position(epoch, position)
-        lr = epoch_lr(base_lr, cfg.lr_milestones, cfg.lr_gamma, epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        for batch in loader:
-            loss, l1, con = _step(net, batch, device, lam, cfg)
-            loss.backward()
-            clip_per_tensor(params, cfg.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)  # unused heads keep grad None: Adam skips them
-            step, position, session_steps = step + 1, position + 1, session_steps + 1
-            if step % cfg.log_every == 0 or step == end:
-                # Reading the loss waits for the device and (with several ranks) all-reduces: only at log
-                # steps, which every rank reaches together, so the steps between run without a sync.
-                losses = torch.stack([loss, l1, con]).detach().float()
-                values = distributed.mean_over_ranks(losses, ctx).tolist()
-                record = StepRecord(
-                    step, epoch, batch["task"][0], *values, lr, seconds_before + time.perf_counter() - t0
-                )
-                if not math.isfinite(values[0]):
-                    raise IptbenchError(f"loss became {values[0]} by step {step} ({record.task}); lower --lr")
-                if log is not None:
-                    log.write(record)
-            if position == per_epoch:
-                epoch, position = epoch + 1, 0
-            if step % cfg.save_every == 0 or step == end:
-                checkpoint()
-            if ctx.is_main and on_step is not None:
-                on_step(step, record, session_steps / max(time.perf_counter() - t0, 1e-9))
-            if step >= end:
-                break
-    model_path: Path | None = None
-    if step >= total:
-        model_path = run_dir / MODEL
-        if ctx.is_main:  # save_model writes atomically and byte-reproducibly
-            save_model(
-                model,
-                model_path,
-                extra_metadata={"trained_steps": str(total), "tasks_trained": ",".join(tasks)},
-            )
-    distributed.barrier(ctx)
-    return TrainResult(run_dir, model_path, step, total, epoch, resumed_from, record, ctx.is_main)
+    end = plan.total if stop_at is None else min(plan.total, stop_at)
+    try:
+        while trainer.step < end:
+            positioned.set_position(trainer.epoch, trainer.position)
+            trainer.run_epoch(net, loader, end, progress if ctx.is_main else None)
+        return _finish(trainer)
+    finally:
+        trainer.close()
+
+
+def _finish(trainer: Trainer) -> TrainResult:
+    paths = trainer.save_final()
+    t, plan = trainer, trainer.plan
+    return TrainResult(
+        t.run_dir, paths[0], t.step, plan.total, t.epoch, t.resumed_from, t.record, t.ctx.is_main,
+        t.best, paths[1],
+    )  # fmt: skip

@@ -1,9 +1,12 @@
-"""A training run's inputs and folder: data manifests, the initial model, settings, checkpoints, log.
+"""A training run's settings and folder: the initial model, identity, checkpoints, CSV logs.
 
     runs/NAME/config.json      what the run is (compared on every restart: a different run is refused)
-    runs/NAME/last.pt          model, optimiser, schedule, step, epoch, sampler position, RNG states
+    runs/NAME/config.toml      the resolved settings of the latest start (`--config` reruns it)
+    runs/NAME/last.pt          model, optimiser, EMA, step, epoch, sampler position, best, RNG states
     runs/NAME/log.csv          step, epoch, task, loss, l1, contrastive, lr, seconds
+    runs/NAME/val.csv          step, task, set, psnr, ssim, seconds (with --val)
     runs/NAME/model.safetensors  the final weights, loadable by `iptbench restore/eval --weights`
+    runs/NAME/model_ema.safetensors, best.safetensors  the EMA weights (--ema), the best validated weights
 
 last.pt is written to a temporary file, fsynced and renamed over the old one, so a kill -9 at any moment
 leaves either the previous or the new checkpoint. It is read back with torch.load(weights_only=True):
@@ -14,33 +17,39 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import random
+import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import torch
 
 from iptbench._version import __version__
-from iptbench.data.pairfile import read_manifest
 from iptbench.errors import IptbenchError
-from iptbench.models.checkpoints import load_model, load_state_dict_strict, sha256_file
-from iptbench.models.ipt import IPT
-from iptbench.models.registry import create_model, model_config
-from iptbench.tasks import TASK_NAMES, get_task
 
 CHECKPOINT = "last.pt"
 CONFIG = "config.json"
+CONFIG_TOML = "config.toml"
 LOG = "log.csv"
+VAL_LOG = "val.csv"
 MODEL = "model.safetensors"
+EMA_MODEL = "model_ema.safetensors"
+BEST_MODEL = "best.safetensors"
+EVENTS = "tb"
 LOG_FIELDS = ("step", "epoch", "task", "loss", "l1", "contrastive", "lr", "seconds")
+VAL_FIELDS = ("step", "task", "set", "psnr", "ssim", "seconds")
 CHECKPOINT_FORMAT = "iptbench-train-1"
 DEFAULT_MODEL = "ipt-base"
+LR_SCHEDULES = ("step", "cosine")
+# Keys of config.json's identity that are budgets, not identity: a finished run rerun with a larger budget
+# continues. Old run folders stored them; they are ignored when comparing.
+BUDGET_KEYS = ("epochs", "steps")
 
 
 @dataclass(frozen=True)
@@ -56,11 +65,17 @@ class TrainConfig:
     steps: int | None = None
     batch_size: int = 64  # per process
     lr: float | None = None  # None: 5e-5 pre-training, 2e-5 fine-tuning (paper)
+    lr_schedule: str = "step"  # step: x lr_gamma at each milestone epoch; cosine: to 0 over the budget
     lr_milestones: tuple[int, ...] = (200,)  # epochs
     lr_gamma: float = 0.5
+    warmup_steps: int = 0  # linear warm-up from lr/warmup_steps to lr
+    ema: float | None = None  # EMA decay of the weights (e.g. 0.999); None: no EMA
     contrastive: float | None = None  # None: 0.1, or 0 when fine-tuning one task
     temperature: float = 0.07
     grad_clip: float = 1.0  # per-tensor L2 norm, as the MindSpore code; 0 disables
+    val: tuple[str, ...] = ()  # benchmark sets, "mini", "holdout:N"
+    val_every: int = 1000
+    data_root: str | None = None  # None: $IPTBENCH_DATA, as `iptbench eval`
     workers: int = 2
     seed: int = 0
     save_every: int = 1000
@@ -71,6 +86,8 @@ class TrainConfig:
     augment: bool = True
     amp: bool = True  # bf16 autocast on CUDA; CPU always runs fp32 (deterministic)
     channels_last: bool = False
+    compile: bool = False  # torch.compile the training model
+    verify_data: bool = False  # recompute the data files' content hashes from the pixels first
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -88,6 +105,14 @@ class TrainConfig:
             (self.grad_clip >= 0, "--grad-clip must be 0 (off) or positive"),
             (self.workers >= 0, "--workers must be 0 or more"),
             (self.save_every >= 1 and self.log_every >= 1, "--save-every and --log-every must be at least 1"),
+            (
+                self.lr_schedule in LR_SCHEDULES,
+                f"--lr-schedule must be step or cosine, not {self.lr_schedule!r}",
+            ),
+            (self.warmup_steps >= 0, "--warmup-steps must be 0 or more"),
+            (self.ema is None or 0 < self.ema < 1, "--ema is a decay between 0 and 1 (e.g. 0.999)"),
+            (self.val_every >= 1, "--val-every must be at least 1"),
+            (all(v.strip() for v in self.val), "--val takes set names separated by commas (Set5,mini)"),
         ]
         for ok, message in checks:
             if not ok:
@@ -103,88 +128,21 @@ def epoch_lr(base_lr: float, milestones: tuple[int, ...] | list[int], gamma: flo
     return base_lr * gamma ** sum(1 for m in milestones if epoch >= m)
 
 
-# --------------------------------------------------------------------------- data files
+def step_lr(cfg: TrainConfig, base_lr: float, step: int, epoch: int, total: int) -> float:
+    """The lr of the step that follows `step` steps (0-based), in epoch `epoch`, of a `total`-step budget.
 
-
-def read_manifests(files: Sequence[str]) -> list[dict[str, Any]]:
-    out = []
-    for path in files:
-        if not Path(path).is_file():
-            raise IptbenchError(f"data file {path} not found; build one with `iptbench build-data`")
-        try:
-            with h5py.File(path, "r") as f:
-                manifest = read_manifest(f)
-        except OSError as exc:
-            raise IptbenchError(f"{path} is not a readable HDF5 build-data file ({exc})") from None
-        if not manifest.get("complete"):
-            raise IptbenchError(f"{path} is unfinished: rerun its build-data command first")
-        out.append(manifest)
-    return out
-
-
-# --------------------------------------------------------------------------- what a run starts from
-
-
-def architecture(config: Any) -> dict[str, Any]:
-    return {
-        k: v for k, v in config.to_dict().items() if k not in ("tasks", "name", "out_proj_bias", "dropout")
-    }
-
-
-def keep_tasks(src: IPT, tasks: Sequence[str], source: str) -> IPT:
-    """A copy of `src` with only `tasks`' heads, tails and task-embedding rows (the body is shared)."""
-    idx = [src.task_index(t) for t in tasks]
-    with torch.device("meta"):
-        model = IPT(src.config.replace(tasks=tuple(tasks)))
-    model = model.to_empty(device="cpu")
-    state: dict[str, torch.Tensor] = {}
-    for key, value in src.state_dict().items():
-        part, _, rest = key.partition(".")
-        if part in ("head", "tail"):
-            i, _, tail = rest.partition(".")
-            if int(i) in idx:
-                state[f"{part}.{idx.index(int(i))}.{tail}"] = value
-        elif key == "body.query_embed.weight":
-            state[key] = value[idx]
-        else:
-            state[key] = value
-    load_state_dict_strict(model, state, source=source)
-    return model
-
-
-def build_model(
-    cfg: TrainConfig, data_tasks: list[str]
-) -> tuple[IPT, tuple[str, ...], dict[str, Any] | None]:
-    """(model on CPU, its tasks in official order, identity of the --init file)."""
-    wanted = [get_task(t).name for t in cfg.tasks] if cfg.tasks else None
-    for t in wanted or []:
-        if t not in data_tasks:
-            raise IptbenchError(f"task {t} is not in the data files (they hold: {', '.join(data_tasks)})")
-    if cfg.init is None:
-        tasks = tuple(t for t in TASK_NAMES if t in (wanted or data_tasks))
-        return create_model(cfg.model or DEFAULT_MODEL, tasks, seed=cfg.seed), tasks, None
-    src = load_model(cfg.init)
-    chosen = wanted or [t for t in data_tasks if t in src.tasks]
-    missing = [t for t in chosen if t not in src.tasks]
-    if missing or not chosen:
-        raise IptbenchError(
-            f"--init {cfg.init} has no head for {', '.join(missing or data_tasks)} (it holds "
-            f"{', '.join(src.tasks)}); pick --tasks among those"
-        )
-    if cfg.model is not None:
-        expected = architecture(model_config(cfg.model, src.tasks))
-        if expected != architecture(src.config):
-            diff = [
-                f"{k} {src.config.to_dict()[k]} vs {v}"
-                for k, v in expected.items()
-                if src.config.to_dict()[k] != v
-            ]
-            raise IptbenchError(
-                f"--init {cfg.init} is not shaped like {cfg.model} ({'; '.join(diff[:3])}); drop --model"
-            )
-    tasks = tuple(t for t in TASK_NAMES if t in chosen)
-    init_id = {"file": Path(cfg.init).name, "sha256": sha256_file(cfg.init), "tasks": list(src.tasks)}
-    return keep_tasks(src, tasks, cfg.init), tasks, init_id
+    A pure function of its arguments, so a resumed run sets exactly the lr an uninterrupted one did. Only
+    cosine reads `total`: that is why a cosine run's budget is part of its identity.
+    """
+    if cfg.lr_schedule == "cosine":
+        span = max(total - cfg.warmup_steps, 1)
+        done = min(max(step - cfg.warmup_steps, 0), span)
+        lr = base_lr * 0.5 * (1.0 + math.cos(math.pi * done / span))
+    else:
+        lr = epoch_lr(base_lr, cfg.lr_milestones, cfg.lr_gamma, epoch)
+    if step < cfg.warmup_steps:
+        lr *= (step + 1) / cfg.warmup_steps
+    return lr
 
 
 # --------------------------------------------------------------------------- config.json
@@ -196,32 +154,83 @@ def _differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
     return "; ".join(diffs[:3]) + (f" (+{len(diffs) - 3} more)" if len(diffs) > 3 else "")
 
 
-def prepare_run_dir(run_dir: Path, identity: dict[str, Any], details: dict[str, Any], resume: bool) -> bool:
+# What runs made before these settings existed used; filled in so that such a run still continues.
+_ADDED_DEFAULTS = {"lr_schedule": "step", "warmup_steps": 0, "schedule_steps": None, "ema": None}
+_ADDED_DEFAULTS |= {"holdout": None}
+
+
+def _comparable(stored: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in stored.items() if k not in BUDGET_KEYS}
+    for key, value in _ADDED_DEFAULTS.items():
+        out.setdefault(key, value)
+    return out
+
+
+def _refusal(run_dir: Path, stored: dict[str, Any], identity: dict[str, Any], files: Sequence[str]) -> str:
+    """The one line that says why a run folder cannot be continued with these settings."""
+    cosine = stored.get("lr_schedule") == identity.get("lr_schedule") == "cosine"
+    if cosine and stored.get("schedule_steps") != identity.get("schedule_steps"):
+        return (
+            f"{run_dir} is a cosine-schedule run of {stored.get('schedule_steps')} steps: its lr at every "
+            f"step depends on that budget, so continuing it to {identity.get('schedule_steps')} steps would "
+            "not equal a straight run; keep the budget, or start a new --out (a step schedule can grow)"
+        )
+    old, new = stored.get("data"), identity.get("data")
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new) and old != new:
+        for path, a, b in zip(files, old, new, strict=False):
+            if a != b:
+                return (
+                    f"{path} is not the data file this run started with (its content hashes differ: "
+                    f"{_differences(a, b)}); pass the original file, or use another --out"
+                )
+    return (
+        f"{run_dir} holds a run with other settings ({_differences(stored, identity)}); "
+        "use another --out, or --no-resume to start it over"
+    )
+
+
+STALE = (CHECKPOINT, LOG, VAL_LOG, MODEL, EMA_MODEL, BEST_MODEL, CONFIG_TOML)
+
+
+def prepare_run_dir(
+    run_dir: Path,
+    identity: dict[str, Any],
+    details: dict[str, Any],
+    resume: bool,
+    files: Sequence[str] = (),
+) -> bool:
     """Create or check the run folder; True when a checkpoint exists to resume from.
 
     `identity` holds what determines the weights (compared on restart); `details` is informational.
+    Nothing is written when resuming: the caller checks the checkpoint against the budget first, then
+    calls write_run_config. `files` names the data files in messages.
     """
     identity = json.loads(json.dumps(identity))  # tuples -> lists, as read back
     cfg_path, ckpt = run_dir / CONFIG, run_dir / CHECKPOINT
     if resume and cfg_path.is_file():
         try:
-            stored = json.loads(cfg_path.read_text())["identity"]
-        except (json.JSONDecodeError, KeyError, TypeError):
+            stored = _comparable(json.loads(cfg_path.read_text())["identity"])
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
             raise IptbenchError(f"{cfg_path} is not an iptbench run config; pick another --out") from None
         if stored != identity:
-            raise IptbenchError(
-                f"{run_dir} holds a run with other settings ({_differences(stored, identity)}); "
-                "use another --out, or --no-resume to start it over"
-            )
+            raise IptbenchError(_refusal(run_dir, stored, identity, files))
         return ckpt.is_file()
     if run_dir.exists() and not run_dir.is_dir():
         raise IptbenchError(f"--out {run_dir} exists and is not a folder")
     run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in (ckpt, run_dir / LOG, run_dir / MODEL):
-        stale.unlink(missing_ok=True)  # --no-resume starts over: nothing of the old run may survive
-    payload = {"iptbench_version": __version__, "identity": identity, "details": details}
-    atomic_write_bytes(cfg_path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
+    for stale in STALE:
+        (run_dir / stale).unlink(
+            missing_ok=True
+        )  # --no-resume starts over: nothing of the old run may survive
+    shutil.rmtree(run_dir / EVENTS, ignore_errors=True)
+    write_run_config(run_dir, identity, details)
     return False
+
+
+def write_run_config(run_dir: Path, identity: dict[str, Any], details: dict[str, Any]) -> None:
+    """config.json: the identity, and this start's details (a continued run has a new budget)."""
+    payload = {"iptbench_version": __version__, "identity": identity, "details": details}
+    atomic_write_bytes(run_dir / CONFIG, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -323,25 +332,35 @@ class StepRecord:
         }
 
 
-class RunLog:
+class CsvLog:
     """Append-only CSV, flushed per row. On resume, rows past the checkpoint (written after the last save
     by the killed process) are dropped, so the log matches an uninterrupted run step for step."""
 
-    def __init__(self, path: Path, resume_step: int | None) -> None:
-        self.path = path
-        if resume_step is None or not path.is_file():
-            with open(path, "w", newline="") as f:
-                csv.DictWriter(f, LOG_FIELDS).writeheader()
-            return
-        with open(path, newline="") as f:
-            rows = [
-                r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= resume_step
-            ]
+    def __init__(self, path: Path, fields: Sequence[str], resume_step: int | None) -> None:
+        self.path, self.fields = path, tuple(fields)
+        rows: list[dict[str, str]] = []
+        if resume_step is not None and path.is_file():
+            with open(path, newline="") as f:
+                rows = [
+                    r
+                    for r in csv.DictReader(f)
+                    if r.get("step", "").isdigit() and int(r["step"]) <= resume_step
+                ]
         with open(path, "w", newline="") as f:
-            w = csv.DictWriter(f, LOG_FIELDS)
+            w = csv.DictWriter(f, self.fields)
             w.writeheader()
             w.writerows(rows)
 
-    def write(self, record: StepRecord) -> None:
+    def write(self, row: Mapping[str, str]) -> None:
         with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, LOG_FIELDS).writerow(record.row())
+            csv.DictWriter(f, self.fields).writerow(row)
+
+
+class RunLog(CsvLog):
+    """log.csv: one StepRecord per log step."""
+
+    def __init__(self, path: Path, resume_step: int | None) -> None:
+        super().__init__(path, LOG_FIELDS, resume_step)
+
+    def write(self, record: StepRecord | Mapping[str, str]) -> None:  # type: ignore[override]
+        super().write(record.row() if isinstance(record, StepRecord) else record)

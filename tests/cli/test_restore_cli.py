@@ -41,7 +41,10 @@ def test_restore_writes_pngs(tmp_path: Path, weights: Path) -> None:
     assert Image.open(out / "colour.png").size == (106, 74)
     assert Image.open(out / "gray.png").size == (40, 100)
     first = (out / "colour.png").read_bytes()
-    again = runner.invoke(app, args)  # fast mode into the same folder
+    refused = runner.invoke(app, args)  # existing PNGs are only replaced with --overwrite
+    assert refused.exit_code == 1 and "pass --overwrite" in refused.output
+    assert (out / "colour.png").read_bytes() == first
+    again = runner.invoke(app, [*args, "--overwrite"])  # fast mode into the same folder
     assert again.exit_code == 0, again.output
     assert Image.open(out / "colour.png").size == (106, 74)
     assert (out / "colour.png").read_bytes() != first  # the tiling differs, the file was rewritten

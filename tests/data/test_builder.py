@@ -204,3 +204,4 @@ def test_kill_9_then_rerun_equals_uninterrupted(tmp_path: Path) -> None:
     with h5py.File(out, "r") as f:
         assert {t: f.attrs[f"sha256_{t}"] for t in TASK_NAMES} == ref.hashes
     _assert_same(tmp_path / "ref.h5", out)
+    assert out.stat().st_size <= 1.05 * (tmp_path / "ref.h5").stat().st_size  # no orphaned chunks

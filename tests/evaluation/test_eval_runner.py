@@ -55,7 +55,9 @@ def test_outputs_and_resume(make_root: Callable[..., Path], tmp_path: Path) -> N
         ("sr-x4", "sr", "5"),
     ]
     per_image = _csv(out / "per_image.csv")
-    assert list(per_image[0]) == ["model", "dataset", "task", "image", "psnr", "ssim", "lpips", "seconds"]
+    assert list(per_image[0]) == [
+        "model", "dataset", "task", "image", "psnr", "ssim", "lpips", "seconds", "psnr_replicated"
+    ]  # fmt: skip
     assert len(per_image) == 15 and all(r["lpips"] == "" for r in per_image)
     x2 = [float(r["psnr"]) for r in per_image if r["task"] == "sr-x2"]
     assert float(summary[0]["psnr"]) == pytest.approx(sum(x2) / 5, abs=1e-12)
@@ -166,7 +168,7 @@ def test_ipt_checkpoint_end_to_end(make_root: Callable[..., Path], tmp_path: Pat
     rows = _csv(out / "per_image.csv")
     assert len(rows) == 5 and all(np.isfinite(float(r["psnr"])) for r in rows)
     assert len(list((out / "images" / "ipt_tiny" / "Set5" / "sr-x2").glob("*.png"))) == 5
-    assert "Δ ipt:tiny − IPT (published)" in (out / "report.md").read_text()
+    assert "Δ ipt:tiny vs IPT |" in (out / "report.md").read_text()
 
 
 @pytest.mark.slow  # two processes importing torch: ~10 s

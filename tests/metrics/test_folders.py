@@ -112,3 +112,22 @@ def test_size_mismatch_and_modcrop(tmp_path: Path) -> None:
     assert scores.modcropped == ["woman"]
     with pytest.raises(IptbenchError, match="--crop 6 leaves less than 11 px"):
         score_folder(tmp_path / "gt", tmp_path / "out", crop=6, scale=4)
+
+
+def test_grey_ground_truth_is_scored_on_grey_values(tmp_path: Path) -> None:
+    """The MATLAB rule: a one-channel ground truth is compared with the restored image's luma, not with Y."""
+    from PIL import Image
+
+    from iptbench.metrics.folders import score_folder
+
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 256, (32, 32), dtype=np.uint8)
+    noisy = np.clip(grey.astype(int) + rng.integers(-6, 7, grey.shape), 0, 255).astype(np.uint8)
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "out").mkdir()
+    Image.fromarray(grey, "L").save(tmp_path / "gt" / "a.png")
+    Image.fromarray(np.repeat(noisy[..., None], 3, axis=2)).save(tmp_path / "out" / "a.png")
+    mse = np.mean((noisy.astype(np.float64) - grey) ** 2)  # luma of equal channels is the grey value
+    expected = 10 * np.log10(255.0**2 / mse)
+    got = score_folder(tmp_path / "gt", tmp_path / "out").rows[0].psnr
+    assert abs(got - expected) < 1e-9

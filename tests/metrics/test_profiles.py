@@ -73,3 +73,14 @@ def test_describe_is_one_complete_line() -> None:
 def test_unknown_profile() -> None:
     with pytest.raises(IptbenchError, match="valid profiles"):
         get_profile("bogus")
+
+
+def test_grey_rule_is_data_and_stated_in_every_description() -> None:
+    for name in ("sr", "denoise", "derain"):
+        p = get_profile(name)
+        assert p.grey_target == "grey"
+        assert "grey ground truth scored on its grey values" in p.describe()
+        assert "0.299/0.587/0.114" in p.describe() and "grey values" in p.description
+    legacy = get_profile("ipt-legacy")
+    assert legacy.grey_target == "replicate"
+    assert "grey ground truth replicated to RGB" in legacy.describe() and "replicated" in legacy.description

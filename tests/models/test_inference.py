@@ -7,7 +7,7 @@ import torch
 
 from iptbench.errors import IptbenchError
 from iptbench.models import IPT, count_windows, create_model, restore
-from iptbench.models.inference import ensemble_inputs, undo_ensemble
+from iptbench.models.inference import ensemble_inputs, resolve_precision, undo_ensemble
 from iptbench.tasks import TASK_NAMES
 
 
@@ -108,3 +108,33 @@ def test_cuda_bf16_close_to_cpu_fp32(tiny: IPT) -> None:
     got = restore(gpu, x, "sr-x2").cpu()
     assert got.dtype == torch.float32 and got.shape == want.shape
     assert (got - want).abs().mean() < 1.0  # bf16 autocast: small differences on the 0-255 scale
+
+
+def test_precision_defaults_and_choices(tiny: IPT) -> None:
+    assert resolve_precision(None, "cpu") == "fp32" and resolve_precision(None, "cuda") == "bf16"
+    assert resolve_precision("fp16", "cpu") == "fp16"
+    with pytest.raises(IptbenchError, match="unknown precision 'fp8'"):
+        resolve_precision("fp8", "cpu")
+    x = torch.rand(1, 3, 48, 48) * 255
+    fp32 = restore(tiny, x, "sr-x2")
+    torch.testing.assert_close(restore(tiny, x, "sr-x2", precision="fp32"), fp32)
+    bf16 = restore(tiny, x, "sr-x2", precision="bf16")
+    assert bf16.dtype == torch.float32 and bf16.shape == fp32.shape
+    diff = (bf16 - fp32).abs()
+    # bf16 keeps 8 mantissa bits: visible but small differences on the 0-255 scale, never garbage
+    assert 0 < diff.mean() < 2.0
+
+
+@pytest.mark.gpu
+def test_cuda_fp32_matches_cpu_fp32(tiny: IPT) -> None:
+    """fp32 on CUDA (TF32 off) agrees with CPU fp32 within 1e-3 on the 0-255 scale."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    x = torch.rand(1, 3, 70, 90, generator=torch.Generator().manual_seed(0)) * 255
+    want = restore(tiny, x, "sr-x2", precision="fp32")
+    gpu = create_model("ipt-tiny", seed=0).cuda()
+    tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    got = restore(gpu, x, "sr-x2", precision="fp32").cpu()
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == tf32  # restored
+    assert got.shape == want.shape
+    assert (got - want).abs().max().item() < 1e-3

@@ -17,7 +17,7 @@ from iptbench.data.patches import PatchDataset, TaskBatchSampler
 from iptbench.errors import IptbenchError
 from iptbench.models import create_model
 from iptbench.train import TrainConfig, clip_per_tensor, l1_loss, load_checkpoint, supcon_loss, train
-from iptbench.train.state import keep_tasks
+from iptbench.train.setup import keep_tasks
 
 runner = CliRunner()
 ARGS = ["--model", "ipt-tiny", "--steps", "4", "--batch-size", "2", "--workers", "0", "--save-every", "3"]
@@ -53,8 +53,10 @@ def test_cli_writes_a_loadable_model_and_run_files(cli_run: Path) -> None:
     assert [r["step"] for r in rows] == ["1", "2", "3", "4"]
     assert {r["task"] for r in rows} <= {"sr-x2", "denoise-30"}
     assert all(float(r["contrastive"]) > 0 and float(r["lr"]) == 5e-5 for r in rows)
-    identity = json.loads((cli_run / "config.json").read_text())["identity"]
-    assert identity["contrastive"] == 0.1 and identity["temperature"] == 0.07 and identity["steps"] == 4
+    stored = json.loads((cli_run / "config.json").read_text())
+    identity = stored["identity"]
+    assert identity["contrastive"] == 0.1 and identity["temperature"] == 0.07
+    assert "steps" not in identity and stored["details"]["total_steps"] == 4  # a budget, not identity
     ck = load_checkpoint(cli_run / "last.pt")  # weights_only load
     assert (ck["step"], ck["epoch"], ck["position"]) == (4, 0, 4)
     torch.testing.assert_close(ck["model"]["body.query_embed.weight"], model.body.query_embed.weight)

@@ -21,10 +21,10 @@ from rich.console import Console
 from rich.table import Table
 from rich_argparse import RichHelpFormatter
 
-from iptbench.data.builder import BuildConfig, build, make_pairs
-from iptbench.data.pairfile import ChunkEncoder
-from iptbench.data.sources import generate_images, resolve_sources
 from iptbench.images import read_image
+from iptbench.pairs.builder import BuildConfig, build, make_pairs
+from iptbench.pairs.pairfile import ChunkEncoder
+from iptbench.pairs.sources import generate_images, resolve_sources
 from iptbench.tasks import TASK_NAMES, get_task
 
 console = Console()
@@ -100,7 +100,7 @@ def loader_rate(path: Path, workers: int, batches: int) -> float:
     import torch
     from torch.utils.data import DataLoader
 
-    from iptbench.data.patches import PatchDataset, TaskBatchSampler
+    from iptbench.pairs.patches import PatchDataset, TaskBatchSampler
 
     torch.set_num_threads(1)
     ds = PatchDataset(path, augment=True, fresh_noise=True)

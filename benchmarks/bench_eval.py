@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 from rich_argparse import RichHelpFormatter
 
-from iptbench.data.benchmarks import BenchmarkDataset, locate
+from iptbench.benchmarks.registry import BenchmarkDataset, locate
 from iptbench.evaluation.model_specs import Restorer, parse_model_spec
 from iptbench.evaluation.runner import EvalConfig, run_eval
 from iptbench.evaluation.scoring import Scorer

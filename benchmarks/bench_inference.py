@@ -1,8 +1,8 @@
 """IPT inference speed: windows/s, official vs fast tiling on a 256 x 256 x4 input, their PSNR gap, and
 what bf16 (fp16 on CUDA) costs and gains against fp32 on a briefly trained model (Set5 x2).
 
-Reference (not measured here; ipt.md / issue 4): the official PyTorch code on a 2-core CPU takes about
-0.5 s per 48 x 48 window in fp32 and 250 s for a 256 x 256 x4 input (397 windows).
+Reference (not measured here): the official PyTorch code (huawei-noah/Pretrained-IPT) on a 2-core CPU
+takes about 0.5 s per 48 x 48 window in fp32 and 250 s for a 256 x 256 x4 input (397 windows).
 Measured in the same run: our official-mode reproduction, against which fast mode's ratio is reported.
 
     python benchmarks/bench_inference.py            # full: ipt-base everywhere (a few minutes on 2 cores)

@@ -21,9 +21,9 @@ from rich.console import Console
 from rich.table import Table
 from rich_argparse import RichHelpFormatter
 
-from iptbench.data.builder import BuildConfig, build
-from iptbench.data.sources import generate_images, resolve_sources
 from iptbench.models import create_model
+from iptbench.pairs.builder import BuildConfig, build
+from iptbench.pairs.sources import generate_images, resolve_sources
 from iptbench.train import (
     ProgressInfo,
     TrainConfig,

@@ -78,8 +78,8 @@ def peak_tflops(name: str, override: float | None) -> float | None:
 
 
 def make_data(root: Path, tasks: tuple[str, ...], images: int) -> Path:
-    from iptbench.data.builder import BuildConfig, build
-    from iptbench.data.sources import generate_images, resolve_sources
+    from iptbench.pairs.builder import BuildConfig, build
+    from iptbench.pairs.sources import generate_images, resolve_sources
 
     generate_images(root / f"imgs-{len(tasks)}", images, (192, 192), seed=0)
     out = root / f"pairs-{len(tasks)}.h5"
@@ -250,8 +250,8 @@ def check_eval(weights: Path, root: Path) -> None:
     def run() -> None:
         import csv
 
-        from iptbench.data.sources import generate_images
         from iptbench.evaluation import EvalConfig, parse_model_specs, run_eval
+        from iptbench.pairs.sources import generate_images
 
         data_root = root / "bench"
         generate_images(data_root / "Set5" / "HR", 5, (144, 144), seed=1)

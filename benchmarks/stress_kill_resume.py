@@ -358,8 +358,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="stress-kill-") as tmp:
         work = Path(tmp)
         freeze_package(work / "code")
-        from iptbench.data.builder import BuildConfig, build
-        from iptbench.data.sources import generate_images, resolve_sources
+        from iptbench.pairs.builder import BuildConfig, build
+        from iptbench.pairs.sources import generate_images, resolve_sources
         from iptbench.tasks import TASK_NAMES as names
 
         if tuple(names) != TASK_NAMES:

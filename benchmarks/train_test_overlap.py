@@ -85,7 +85,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 def _test_images(data_root: Path | None) -> list[tuple[str, np.ndarray]]:
     """Every clean benchmark image under data_root, plus the bundled photos that `mini` is made of."""
-    from iptbench.data.sources import sample_images
+    from iptbench.pairs.sources import sample_images
 
     paths: list[tuple[str, Path]] = []
     if data_root is not None:

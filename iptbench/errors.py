@@ -95,3 +95,19 @@ def describe_os_error(exc: OSError, path: str | os.PathLike[str] | None = None) 
         return f"{where}{cause}; {advice}"
     reason = exc.strerror or (text.strip().splitlines() or [type(exc).__name__])[0]
     return f"{where}{' '.join(reason.split())}"
+
+
+def torch_load_error(path: str | os.PathLike[str], exc: Exception) -> IptbenchError:
+    """What a failed torch.load(weights_only=True) means for the user; torch's own text is not passed on.
+
+    Its advice ("re-run with weights_only=False") is one the CLI cannot follow: unpickling runs code.
+    """
+    text = str(exc)
+    if "Unsupported global" in text or "Unsupported class" in text or "two options" in text:
+        return IptbenchError(
+            f"{path} is not a checkpoint iptbench can load safely (it needs code to unpickle); convert it "
+            "where you trust it, or export a state dict"
+        )
+    if "central directory" in text or "PytorchStreamReader" in text or isinstance(exc, EOFError):
+        return IptbenchError(f"cannot load {path}: it is truncated or damaged; copy or download it again")
+    return IptbenchError(f"cannot load {path}: not a PyTorch checkpoint (nor a safetensors file)")

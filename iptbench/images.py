@@ -1,4 +1,4 @@
-"""Reading and writing images: every image in iptbench is uint8 RGB, H x W x 3.
+"""Listing (natural order), reading and writing images: every image in iptbench is uint8 RGB, H x W x 3.
 
 Tensors follow the official IPT convention: float, N x 3 x H x W, pixel values on the 0-255 scale.
 """
@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import functools
 import os
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,10 +22,30 @@ if TYPE_CHECKING:  # torch is imported lazily so that listing folders stays fast
     import torch
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+_NATURAL_CHUNK = re.compile(r"(\d+)")
 
 
 def is_image_file(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key that orders '2' before '10' (and 'img2' before 'img10')."""
+    parts = _NATURAL_CHUNK.split(text.lower())
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts if p != "")
+
+
+def natural_sorted(paths: Iterable[Path]) -> list[Path]:
+    return sorted(paths, key=lambda p: natural_key(p.name))
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly inside `folder` (not recursive), naturally sorted; hidden files skipped."""
+    if not folder.is_dir():
+        return []
+    return natural_sorted(
+        p for p in folder.iterdir() if p.is_file() and is_image_file(p) and not p.name.startswith(".")
+    )
 
 
 def _to_rgb_array(img: Image.Image) -> np.ndarray:

@@ -9,6 +9,7 @@ and at worst a stray `.NAME.tmp-PID` file, never a truncated output.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -104,3 +105,12 @@ def check_output(
         raise IptbenchError(f"the output {out} is a folder: give a file name")
     if out.exists() and not overwrite:
         raise IptbenchError(f"{out} exists: pass {flag} to replace it, or choose another name")
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

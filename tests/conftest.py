@@ -1,8 +1,10 @@
-"""Shared fixtures. Tests that need the real benchmark images skip unless IPTBENCH_DATA is set."""
+"""Shared fixtures: real benchmark images (skip unless IPTBENCH_DATA is set), single-threaded torch."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,3 +20,30 @@ def benchmark_root() -> Path:
     if not root.is_dir():
         pytest.skip(f"IPTBENCH_DATA={value} is not a folder")
     return root
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """torch on one intra-op thread for one test, restored afterwards. Small tensors and steps on a shared
+    2-core runner: a second thread mostly waits on the first (up to 10x slower); results do not change."""
+    with _torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def one_thread_module() -> Iterator[None]:
+    """`one_thread` for a whole module, so that module fixtures (a CLI run) get it too."""
+    with _torch_threads(1):
+        yield

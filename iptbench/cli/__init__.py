@@ -1,4 +1,7 @@
-"""The `iptbench` command line: a thin layer that parses, calls the library, and prints."""
+"""The `iptbench` command line: a thin layer that parses, calls the library, and prints.
+
+May import every other iptbench package; none imports it.
+"""
 
 from __future__ import annotations
 

@@ -75,8 +75,8 @@ def build_data(
 
     Ctrl-C, kill or a full disk keep OUTPUT.partial: rerun the same command to resume it.
     """
-    from iptbench.data.builder import BuildConfig, build, check_build_output
-    from iptbench.data.sources import parse_shard, resolve_sources
+    from iptbench.pairs.builder import BuildConfig, build, check_build_output
+    from iptbench.pairs.sources import parse_shard, resolve_sources
     from iptbench.tasks import parse_tasks
 
     if resume and overwrite:
@@ -218,7 +218,7 @@ def merge_cmd(
 
     Example: [bold]iptbench data merge imagenet.h5 shard-*.h5[/]
     """
-    from iptbench.data.h5tools import merge
+    from iptbench.pairs.h5tools import merge
 
     manifest = merge(output, list(shards), copy=copy, overwrite=overwrite)
     kind = "copied" if copy else "virtual (keep the shard files next to it)"
@@ -241,8 +241,8 @@ def info_cmd(
     """
     from rich.table import Table
 
-    from iptbench.data.h5tools import info
-    from iptbench.data.h5tools import verify as verify_file
+    from iptbench.pairs.h5tools import info
+    from iptbench.pairs.h5tools import verify as verify_file
 
     details = info(file)
     if verify:
@@ -309,7 +309,7 @@ def preview_cmd(
 
     Example: [bold]iptbench data preview pairs.h5 --task derain -n 8 -o grid.png[/]
     """
-    from iptbench.data.h5tools import preview
+    from iptbench.pairs.h5tools import preview
 
     path = preview(file, task, n, output, zoom=zoom, overwrite=overwrite)
     console.print(f"wrote {path}", highlight=False, markup=False)

@@ -12,7 +12,7 @@ from rich.table import Table
 from iptbench.cli._common import console, err_console, user_errors
 
 if TYPE_CHECKING:
-    from iptbench.data.fetch import VerifyReport
+    from iptbench.benchmarks.verify import VerifyReport
 
 datasets_app = typer.Typer(
     name="datasets",
@@ -38,7 +38,7 @@ def list_datasets(
     data_root: Path | None = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
 ) -> None:
     """Every registered benchmark: found / missing / incomplete, image counts, path and layout."""
-    from iptbench.data.benchmarks import BENCHMARKS, fetch_command, locate, resolve_data_root
+    from iptbench.benchmarks.registry import BENCHMARKS, fetch_command, locate, resolve_data_root
 
     root = resolve_data_root(data_root)
     table = Table(title=escape(f"Benchmarks under {root}"), title_justify="left")
@@ -93,7 +93,7 @@ def verify(
     data_root: Path | None = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
 ) -> None:
     """Counts, every image decodes, LR/HR and rainy/clean sizes agree, sha256 (SHA256SUMS in data root)."""
-    from iptbench.data.fetch import verify_dataset
+    from iptbench.benchmarks.verify import verify_dataset
 
     report = verify_dataset(name, data_root, show_progress=err_console.is_terminal)
     _print_report(report)
@@ -114,7 +114,8 @@ def fetch(
     ),
 ) -> None:
     """Download the canonical archive, check its sha256, extract it safely, arrange and verify the set."""
-    from iptbench.data.fetch import fetch_dataset, verify_dataset
+    from iptbench.benchmarks.fetch import fetch_dataset
+    from iptbench.benchmarks.verify import verify_dataset
 
     result = fetch_dataset(name, data_root, url=url, archive=archive, show_progress=err_console.is_terminal)
     if result.already_present:

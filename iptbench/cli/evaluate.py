@@ -17,7 +17,8 @@ SUITE_HELP += "(six bundled photos at all six tasks: no download). '+' = when pr
 MODEL_HELP = (
     "Model to score (repeatable): bicubic, input, nlm, tv, wavelet, bm3d, ipt:PATH (ours or an official "
     "IPT_*.pt) or a checkpoint path; LABEL=SPEC names the row; NAME=images:DIR scores restored images "
-    "another method produced (DIR/Set5/x2/, DIR/Set5_x2/, ...)."
+    "another method produced (DIR/Set5/x2/, DIR/Set5_x2/, ...); py:MODULE:FACTORY runs any network "
+    "FACTORY() returns (a Restorer, or an nn.Module with tasks and forward(x, task) on 0-255)."
 )
 
 
@@ -80,6 +81,7 @@ def eval_command(
     from iptbench.evaluation.planning import resolve_eval_data_root
     from iptbench.evaluation.runner import EvalConfig, run_eval
     from iptbench.evaluation.suites import SUITE_NAMES
+    from iptbench.report.tables import write_eval_report
 
     if suite not in SUITE_NAMES:
         raise IptbenchError(f"unknown suite {suite!r}; choose one of: {', '.join(SUITE_NAMES)}")
@@ -119,6 +121,7 @@ def eval_command(
     result = run_eval(config, restorers, console=err_console)
     if int(os.environ.get("RANK", "0") or 0) != 0:  # torchrun: rank 0 reports
         return
+    write_eval_report(out, result.missing)  # the report layer renders report.md, never the eval runner
     _print_summary(out, {(m, d, t) for m, d, t in result.ran + result.resumed})
     if result.errors:
         err_console.print(

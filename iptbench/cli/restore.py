@@ -56,7 +56,9 @@ def _probe(path: Path) -> tuple[int, int, bool]:
 
 def restore_command(
     inputs: list[Path] = typer.Argument(..., help="Image files or folders of images."),
-    weights: Path = typer.Option(..., "--weights", "-w", help="Our .safetensors or an official IPT_*.pt."),
+    weights: Path | None = typer.Option(
+        None, "--weights", "-w", help="Our .safetensors or an official IPT_*.pt."
+    ),
     task: str = typer.Option(
         ..., "--task", "-t", help="sr-x2, sr-x3, sr-x4, derain, denoise-30 or denoise-50."
     ),
@@ -74,14 +76,17 @@ def restore_command(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace PNGs already in OUTPUT (an input is never replaced)."
     ),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="Instead of --weights: any eval --model spec, e.g. py:MODULE:FACTORY."
+    ),
 ) -> None:
-    """Restore images with an IPT checkpoint; writes OUTPUT/<input name>.png (rounded to uint8).
+    """Restore images with an IPT checkpoint (or any --model); writes OUTPUT/<input name>.png (uint8).
 
     Example: [bold]iptbench restore photos/ -w ipt_sr2.safetensors -t sr-x2 -o restored/[/]
     """
-    import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from iptbench.devices import choose_device
     from iptbench.errors import IptbenchError
     from iptbench.images import image_to_tensor, read_image, tensor_to_image, write_png
     from iptbench.models import count_windows, load_model, restore
@@ -96,16 +101,21 @@ def restore_command(
     files = _collect_inputs(inputs)
     _check_outputs(files, output, overwrite)
     probes = {f: _probe(f) for f in files}
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise IptbenchError("--device cuda requested but no CUDA device is available; use --device cpu")
+    dev = choose_device(device)
     from iptbench.models.inference import resolve_precision
 
+    if (weights is None) == (model is None):
+        raise IptbenchError("pass either --weights (an IPT checkpoint) or --model SPEC (any restorer)")
+    if model is not None:  # through the Restorer protocol, like iptbench eval
+        settings = {"tile_mode": tile_mode, "window_batch": window_batch, "self_ensemble": self_ensemble}
+        _restore_with_spec(model, files, task, output, device=str(dev), precision=precision, **settings)
+        return
+    assert weights is not None
     precision = resolve_precision(precision, dev)  # checked before the weights are loaded
-    model = load_model(weights, device=dev, num_heads=num_heads)
-    model.task_index(task)  # clear error if the weights lack this task
+    ipt = load_model(weights, device=dev, num_heads=num_heads)
+    ipt.task_index(task)  # clear error if the weights lack this task
     total = sum(
-        count_windows(model, h, w, tile_mode=tile_mode, self_ensemble=self_ensemble)  # type: ignore[arg-type]
+        count_windows(ipt, h, w, tile_mode=tile_mode, self_ensemble=self_ensemble)  # type: ignore[arg-type]
         for h, w, _ in probes.values()
     )
     output.mkdir(parents=True, exist_ok=True)
@@ -119,7 +129,7 @@ def restore_command(
             bar.update(job, description=f.name)
             image = image_to_tensor(read_image(f))
             out = restore(
-                model,
+                ipt,
                 image,
                 task,
                 tile_mode=tile_mode,  # type: ignore[arg-type]
@@ -134,6 +144,24 @@ def restore_command(
         f"{total} windows)",
         markup=False,
     )
+
+
+def _restore_with_spec(spec: str, files: list[Path], task: str, output: Path, **options: object) -> None:
+    """`--model SPEC`: any Restorer (iptbench.models.restorer), one image at a time."""
+    from iptbench.errors import IptbenchError
+    from iptbench.evaluation.model_specs import parse_model_spec
+    from iptbench.images import image_to_tensor, read_image, tensor_to_image, write_png
+    from iptbench.tasks import get_task
+
+    entry = parse_model_spec(spec, **options)  # type: ignore[arg-type]
+    if not entry.supports(task) or entry.images is not None:
+        does = ", ".join(entry.tasks) or "nothing"
+        raise IptbenchError(f"{entry.name} does not do {task} (it does: {does})")
+    output.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        out = entry(image_to_tensor(read_image(f)), get_task(task))
+        write_png(output / f"{f.stem}.png", tensor_to_image(out.cpu()))
+    console.print(f"wrote {len(files)} image(s) to {output} ({task}, {entry.name})", markup=False)
 
 
 def register(app: typer.Typer) -> None:

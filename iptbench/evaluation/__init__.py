@@ -1,7 +1,9 @@
-"""`iptbench eval`: benchmark suites, baselines, the eval loop and its output files."""
+"""`iptbench eval`: benchmark suites, model specs, the eval loop and its output files (report.md is report's).
 
-from iptbench.evaluation.model_specs import Restorer, parse_model_spec, parse_model_specs
-from iptbench.evaluation.noise import add_gaussian_noise, kair_noisy01
+May import models, metrics, benchmarks, degradations, ops, images, io, tasks, errors; never report or train.
+"""
+
+from iptbench.evaluation.model_specs import ModelEntry, Restorer, parse_model_spec, parse_model_specs
 from iptbench.evaluation.runner import EvalConfig, EvalResult, run_eval
 from iptbench.evaluation.suites import SUITE_NAMES, SUITES, build_plan
 
@@ -10,10 +12,9 @@ __all__ = [
     "SUITE_NAMES",
     "EvalConfig",
     "EvalResult",
+    "ModelEntry",
     "Restorer",
-    "add_gaussian_noise",
     "build_plan",
-    "kair_noisy01",
     "parse_model_spec",
     "parse_model_specs",
     "run_eval",

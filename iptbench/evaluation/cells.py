@@ -16,10 +16,10 @@ from rich.markup import escape
 
 from iptbench.errors import IptbenchError
 from iptbench.evaluation import identity as ident
-from iptbench.evaluation.outputs import sha256_file
 from iptbench.evaluation.planning import Planned
 from iptbench.evaluation.precomputed import CellImages
 from iptbench.evaluation.state import CellKey, CellRecord, RunState
+from iptbench.io import sha256_file
 
 
 @dataclass

@@ -56,9 +56,3 @@ def init_world() -> World:
     if not dist.is_initialized():
         dist.init_process_group(backend="gloo")
     return World(dist.get_rank(), dist.get_world_size())
-
-
-def shutdown_world(world: World) -> None:
-    if world.size > 1 and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()

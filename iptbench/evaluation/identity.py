@@ -22,7 +22,7 @@ import hashlib
 import json
 from typing import Any
 
-from iptbench.evaluation.noise import NOISE_ALGORITHM
+from iptbench.degradations.noise import NOISE_ALGORITHM
 from iptbench.tasks import Task
 
 # 1: grey ground truth replicated to RGB under every profile. 2: literature profiles score grey images on
@@ -49,7 +49,6 @@ def profile_identity(profile: Any, task: Task) -> Identity:
         "channel": profile.channel_for(task),
         "crop": int(profile.crop_for(task)),
         "grey_target": getattr(profile, "grey_target", "replicate"),
-        "y_rounding": bool(getattr(profile, "y_rounding", False)),
     }
 
 
@@ -61,7 +60,6 @@ def noise_identity(profile: Any, task: Task) -> Identity | None:
         "seed": int(getattr(profile, "noise_seed", 0)),
         "sigma": task.sigma,
         "clip": bool(getattr(profile, "noise_clip", False)),
-        "round": bool(getattr(profile, "noise_round", False)),
     }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from iptbench.evaluation.noise import NOISE_ALGORITHM, NOISE_SEED, describe_noise
+from iptbench.degradations.noise import NOISE_ALGORITHM, NOISE_SEED, describe_noise
 from iptbench.evaluation.state import CellRecord, RunState
 
 

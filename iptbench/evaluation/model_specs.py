@@ -1,19 +1,20 @@
-"""`--model SPEC` -> a named restorer that knows which tasks it can do.
+"""`--model SPEC` -> a Restorer (iptbench.models.restorer) under its row label, through one registry.
 
-SPEC forms:
+SPEC forms (each one `register_spec` entry; a new form is one more):
   bicubic | input | nlm | tv | wavelet | bm3d      built-in baselines (iptbench.models.baselines)
   ipt:PATH                                         our .safetensors or an official IPT_*.pt checkpoint
-  PATH | NAME                                      a checkpoint file, or a zoo name (iptbench.models.zoo)
+  py:MODULE:FACTORY                                any network: FACTORY() from MODULE on PYTHONPATH
   NAME=images:DIR                                  restored images another method produced (precomputed.py)
+  PATH | NAME                                      a checkpoint file, or a zoo name (iptbench.models.zoo)
   LABEL=SPEC                                       any of the above under another row name in the tables
 
-Every restorer carries its identity (evaluation/identity.py): what decides its numbers.
+The eval loop sees only a `ModelEntry`: the row label, the spec, and what the Restorer protocol gives
+(tasks, restore, identity) plus the optional attributes it reads when present (description, kind, source,
+meta, images). IPT, the baselines and external networks get there the same way.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,21 +23,23 @@ from typing import Any
 
 import torch
 
+from iptbench.devices import auto_device
 from iptbench.errors import IptbenchError
 from iptbench.evaluation.precomputed import PrecomputedImages, parse_images_dir
+from iptbench.io import sha256_file
 from iptbench.models import baselines
+from iptbench.models.restorer import Restorer, from_factory
 from iptbench.tasks import TASK_NAMES, Task
 
-RestoreFn = Callable[[torch.Tensor, Task], torch.Tensor]
+__all__ = ["ModelEntry", "Restorer", "SpecOptions", "parse_model_spec", "parse_model_specs", "register_spec"]
 
-BUILTIN = ("bicubic", "input", "nlm", "tv", "wavelet", "bm3d")
-DENOISE_TASKS = tuple(t for t in TASK_NAMES if t.startswith("denoise"))
-SR_TASKS = tuple(t for t in TASK_NAMES if t.startswith("sr"))
+RestoreFn = Callable[[torch.Tensor, Task], torch.Tensor]
+BUILTIN = baselines.BUILTIN
 
 
 @dataclass
-class Restorer:
-    """A model the runner can score: `restore(input 1x3xhxw float 0-255, task) -> 1x3xHxW float 0-255`."""
+class ModelEntry:
+    """One row of the eval tables: `restore(input 1x3xhxw float 0-255, task) -> 1x3xHxW float 0-255`."""
 
     name: str
     tasks: tuple[str, ...]
@@ -45,9 +48,26 @@ class Restorer:
     spec: str = ""
     meta: dict[str, object] = field(default_factory=dict)
     identity: dict[str, Any] = field(default_factory=dict)  # restorer part of every cell's identity
-    kind: str = "baseline"  # "baseline", "ipt" (the IPT architecture) or "images"
+    kind: str = "baseline"  # "baseline", "ipt" (the IPT architecture), "images", "module", ...
     source: str = ""  # the file, folder or baseline behind the row label (two under one label: an error)
     images: PrecomputedImages | None = None
+
+    @classmethod
+    def of(cls, restorer: Restorer, label: str | None = None, spec: str = "") -> ModelEntry:
+        """The entry of any Restorer; its identity is taken once, when the model is loaded."""
+        spec = getattr(restorer, "spec", "") or spec
+        return cls(
+            label or restorer.name,
+            tuple(restorer.tasks),
+            restorer.restore,
+            getattr(restorer, "description", ""),
+            spec,
+            dict(getattr(restorer, "meta", None) or {}),
+            restorer.identity(),
+            getattr(restorer, "kind", "external"),
+            getattr(restorer, "source", "") or spec or restorer.name,
+            getattr(restorer, "images", None),
+        )
 
     def supports(self, task: Task | str) -> bool:
         return (task.name if isinstance(task, Task) else task) in self.tasks
@@ -62,215 +82,147 @@ class Restorer:
         return self.restore(image, task)
 
 
-def _package(name: str) -> str:
-    from importlib import metadata
-
-    try:
-        return f"{name} {metadata.version(name)}"
-    except metadata.PackageNotFoundError:
-        return f"{name} (not installed)"
-
-
-def _baseline(name: str, tasks: tuple[str, ...], fn: RestoreFn, description: str, **params: Any) -> Restorer:
-    """A baseline's identity is its name and parameters (and the package whose code computes it)."""
-    identity = {"kind": "baseline", "name": name, "params": params}
-    return Restorer(name, tasks, fn, description, identity=identity, kind="baseline", source=name)
-
-
-def _bicubic() -> Restorer:
-    return _baseline(
-        "bicubic",
-        SR_TASKS,
-        lambda x, task: baselines.bicubic_upscale(x, task.scale),
-        "MATLAB bicubic upscaling of the uint8 LR (imresize matlab_uint8)",
-        resize="iptbench imresize matlab_uint8 (rounded after each axis)",
-    )
-
-
-def _input() -> Restorer:
-    return _baseline(
-        "input",
-        (*DENOISE_TASKS, "derain"),
-        lambda x, task: baselines.identity(x),
-        "the corrupted input itself (noisy image in float, or the rainy image)",
-    )
-
-
-_DENOISER_PARAMS: dict[str, dict[str, Any]] = {
-    "nlm": {"h": "0.6 sigma", "sigma": "sigma", "patch_size": 5, "patch_distance": 6, "fast_mode": True},
-    "tv": {"weight": "sigma/255", "method": "chambolle"},
-    "wavelet": {"wavelet": "db1", "mode": "soft", "method": "BayesShrink", "ycbcr": True, "sigma": "sigma"},
-    "bm3d": {"sigma_psd": "sigma/255", "profile": "bm3d_rgb default"},
-}
-_DENOISER_PACKAGES = {
-    "nlm": ("scikit-image",),
-    "tv": ("scikit-image",),
-    "wavelet": ("scikit-image", "PyWavelets"),
-    "bm3d": ("bm3d",),
-}
-
-
-def _denoiser(name: str) -> Restorer:
-    baselines.require(name)
-    fn = baselines.DENOISERS[name]
-
-    def restore(x: torch.Tensor, task: Task) -> torch.Tensor:
-        assert task.sigma is not None
-        return fn(x, float(task.sigma))
-
-    descriptions = {
-        "nlm": "scikit-image non-local means, h = 0.6 sigma, sigma given",
-        "tv": "scikit-image TV (Chambolle), weight = sigma/255",
-        "wavelet": "scikit-image BayesShrink wavelet denoising in YCbCr, sigma given",
-        "bm3d": "CBM3D (bm3d package), sigma_psd = sigma/255",
-    }
-    # The package version is part of the identity: a new scikit-image may change a denoiser's output.
-    packages = [_package(p) for p in _DENOISER_PACKAGES[name]]
-    return _baseline(
-        name, DENOISE_TASKS, restore, descriptions[name], **_DENOISER_PARAMS[name], packages=packages
-    )
-
-
-def _images(text: str, label: str | None) -> Restorer:
-    if not label:
-        raise IptbenchError(
-            f"images:{text} needs a row name: --model NAME=images:{text} (e.g. SwinIR=images:{text})"
-        )
-    source = parse_images_dir(text)
-
-    def restore(x: torch.Tensor, task: Task) -> torch.Tensor:
-        raise IptbenchError(f"{label} is a folder of restored images; the eval loop reads them itself")
-
-    return Restorer(
-        label,
-        TASK_NAMES,
-        restore,
-        f"restored images in {source.root}",
-        spec=f"images:{text}",
-        identity={"kind": "images", "dir": str(source.root.resolve())},
-        kind="images",
-        source=str(source.root.resolve()),
-        images=source,
-    )
+def as_entry(model: ModelEntry | Restorer) -> ModelEntry:
+    """What run_eval takes: an entry as is, any other Restorer under its own name."""
+    return model if isinstance(model, ModelEntry) else ModelEntry.of(model)
 
 
 @dataclass(frozen=True)
-class IptSettings:
-    """How an IPT checkpoint is run; everything but window_batch is part of its cells' identity."""
+class SpecOptions:
+    """The row label and the run settings a spec builder may use (the IPT ones are part of its identity)."""
 
+    label: str | None = None
     device: str | None = None
     tile_mode: str = "fast"
     window_batch: int = 64
     self_ensemble: bool = False
-    precision: str | None = None  # None: fp32 on CPU, bf16 on CUDA
+    precision: str | None = None
 
 
-def _tile_identity(mode: str, patch: int) -> dict[str, Any]:
-    from iptbench.models.tiling import default_stride
-
-    if mode == "official":
-        return {"patch": patch, "stride": patch // 4}
-    return {"patch": patch, "stride": default_stride(patch), "stride_default": True}
+SpecBuilder = Callable[[str, SpecOptions], Restorer]
+_PREFIXES: dict[str, SpecBuilder] = {}  # "ipt:" -> builder of the text after the prefix
+_NAMES: dict[str, SpecBuilder] = {}  # "bicubic" -> builder (called with the name)
+_USAGE: list[str] = []  # how each form is written, for the unknown-model error
 
 
-def _ipt_identity(model: Any, sha256: str, settings: IptSettings, device: str, precision: str) -> dict:
-    arch = json.loads(model.config.to_json())
-    arch.pop("name", None)  # a registry name is a label; the fields are the architecture
-    return {
-        "kind": "ipt",
-        "weights_sha256": sha256,
-        "arch": arch,
-        "tile_mode": settings.tile_mode,
-        "tile": _tile_identity(settings.tile_mode, model.patch_size),
-        "self_ensemble": settings.self_ensemble,
-        "precision": precision,
-        "device": torch.device(device).type,
-    }
+def register_spec(key: str, usage: str | None = None) -> Callable[[SpecBuilder], SpecBuilder]:
+    """Register a spec form: `key` ending in ':' is a prefix ('py:'), anything else an exact name."""
+
+    def add(builder: SpecBuilder) -> SpecBuilder:
+        table = _PREFIXES if key.endswith(":") else _NAMES
+        table[key.lower()] = builder
+        _USAGE.append(usage or key)
+        return builder
+
+    return add
 
 
-def _ipt(path: Path, label: str | None, settings: IptSettings) -> Restorer:
+for _name in BUILTIN:
+    register_spec(_name)(lambda name, options: baselines.make(name.lower()))
+
+
+@register_spec("images:", "NAME=images:DIR")
+def _images(text: str, options: SpecOptions) -> Restorer:
+    return ImagesRestorer(text, options.label)
+
+
+@register_spec("ipt:", "ipt:PATH")
+def _ipt_prefix(text: str, options: SpecOptions) -> Restorer:
+    return _ipt(Path(text).expanduser(), options)
+
+
+@register_spec("py:", "py:MODULE:FACTORY")
+def _python(text: str, options: SpecOptions) -> Restorer:
+    return from_factory(
+        text,
+        label=options.label,
+        device=options.device or auto_device(),
+        precision=options.precision,
+        tile_mode=options.tile_mode,
+        window_batch=options.window_batch,
+    )
+
+
+class ImagesRestorer:
+    """Restored images another method produced; the eval loop reads them itself (cells.py, runner.py)."""
+
+    kind = "images"
+    tasks = TASK_NAMES
+
+    def __init__(self, text: str, label: str | None) -> None:
+        if not label:
+            raise IptbenchError(
+                f"images:{text} needs a row name: --model NAME=images:{text} (e.g. SwinIR=images:{text})"
+            )
+        self.images = parse_images_dir(text)
+        self.name, self.spec = label, f"images:{text}"
+        self.source = str(self.images.root.resolve())
+        self.description = f"restored images in {self.images.root}"
+
+    def restore(self, image: torch.Tensor, task: Task) -> torch.Tensor:
+        raise IptbenchError(f"{self.name} is a folder of restored images; the eval loop reads them itself")
+
+    def identity(self) -> dict[str, Any]:
+        return {"kind": "images", "dir": self.source}
+
+
+def _ipt(path: Path, options: SpecOptions) -> Restorer:
     from iptbench import models
-    from iptbench.models.inference import resolve_precision
+    from iptbench.models.inference import IptRestorer, IptSettings
 
     if not path.is_file():
         raise IptbenchError(
             f"no checkpoint file at {path}: pass ipt:PATH with an existing .safetensors or .pt file"
         )
-    device = settings.device or _auto_device()
-    precision = resolve_precision(settings.precision, torch.device(device))
+    settings = IptSettings(
+        options.device, options.tile_mode, options.window_batch, options.self_ensemble, options.precision
+    )
+    device = settings.device or auto_device()
     model = models.load_model(path, device=device)
-    model.eval()
-    tasks = tuple(str(t) for t in model.tasks)
-
-    def restore(x: torch.Tensor, task: Task) -> torch.Tensor:
-        param = next(model.parameters(), None)
-        dev = param.device if param is not None else x.device
-        with torch.inference_mode():
-            out = models.restore(
-                model,
-                x.to(dev),
-                task.name,
-                tile_mode=settings.tile_mode,  # type: ignore[arg-type]
-                window_batch=settings.window_batch,
-                self_ensemble=settings.self_ensemble,
-                precision=precision,
-            )
-        return out.float().cpu()
-
-    # `iptbench train` writes every run's weights as model.safetensors: its run folder names it better.
-    stem = path.parent.name if path.stem == "model" and path.parent.name else path.stem
-    sha256 = _sha256(path)
-    extra = (
-        f"tile_mode={settings.tile_mode}, window_batch={settings.window_batch}, "
-        f"self_ensemble={settings.self_ensemble}, precision={precision} on {torch.device(device).type}"
-    )
-    return Restorer(
-        label or f"ipt:{stem}",
-        tasks,
-        restore,
-        f"IPT checkpoint {path.name} ({extra})",
-        spec=f"ipt:{path}",
-        meta={"checkpoint": str(path), "sha256": sha256, "window_batch": settings.window_batch},
-        identity=_ipt_identity(model, sha256, settings, device, precision),
-        kind="ipt",
-        source=str(path.resolve()),
-    )
-
-
-def _auto_device() -> str:
-    """CUDA when present (under torchrun, this rank's GPU), else CPU."""
-    if not torch.cuda.is_available():
-        return "cpu"
-    local_rank = os.environ.get("LOCAL_RANK")
-    return f"cuda:{local_rank}" if local_rank is not None else "cuda"
-
-
-def _sha256(path: Path) -> str:
-    from iptbench.evaluation.outputs import sha256_file
-
-    return sha256_file(path)
+    return IptRestorer(model, path, sha256_file(path), settings, device)
 
 
 def _zoo_path(name: str) -> Path | None:
-    """A zoo name -> local checkpoint, through `iptbench.models.zoo.resolve(name)` when that module exists.
+    """A zoo name -> its local checkpoint (iptbench.models.zoo), or None when the zoo does not know it."""
+    from iptbench.models import zoo
 
-    No weights zoo ships yet; the hook lets one plug in without touching the eval code.
-    """
     try:
-        from iptbench.models import zoo  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    resolve = getattr(zoo, "resolve", None)
-    if not callable(resolve):
-        return None
-    try:
-        found = resolve(name)
+        found = zoo.resolve(name)
     except (KeyError, LookupError, ValueError):
         return None
     return Path(found) if found else None
 
 
+def _checkpoint_or_zoo(spec: str, options: SpecOptions) -> Restorer | None:
+    """The last resort: SPEC as a checkpoint path, else as a zoo name (labelled by it); None: neither."""
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return _ipt(path, options)
+    found = _zoo_path(spec)
+    if found is None or not found.is_file():
+        return None
+    restorer = _ipt(found, options)
+    restorer.name = spec
+    return restorer
+
+
 _LABEL = re.compile(r"^([A-Za-z][\w .+()-]*)=(.+)$")
+
+
+def _build(spec: str, options: SpecOptions) -> Restorer:
+    lowered = spec.lower()
+    if lowered in _NAMES:
+        return _NAMES[lowered](spec, options)
+    for prefix, builder in _PREFIXES.items():
+        if lowered.startswith(prefix):
+            return builder(spec[len(prefix) :], options)
+    restorer = _checkpoint_or_zoo(spec, options)
+    if restorer is None:
+        raise IptbenchError(
+            f"unknown model {spec!r}: use one of {', '.join(_USAGE)}, a checkpoint file "
+            "(.safetensors or official .pt) or a zoo name (iptbench weights list)"
+        )
+    return restorer
 
 
 def parse_model_spec(
@@ -281,44 +233,18 @@ def parse_model_spec(
     window_batch: int = 64,
     self_ensemble: bool = False,
     precision: str | None = None,
-) -> Restorer:
-    """Build the restorer a `--model` value names, or raise IptbenchError saying which forms exist."""
-    settings = IptSettings(device, tile_mode, window_batch, self_ensemble, precision)
+) -> ModelEntry:
+    """Build the entry a `--model` value names, or raise IptbenchError saying which forms exist."""
     spec = spec.strip()
     label: str | None = None
     match = _LABEL.match(spec)
     if match and not Path(spec).exists():
         label, spec = match.group(1).strip(), match.group(2).strip()
-    lowered = spec.lower()
-    restorer: Restorer
-    if lowered.startswith("images:"):
-        return _images(spec[len("images:") :], label)
-    if lowered.startswith("ipt:"):
-        return _ipt(Path(spec[4:]).expanduser(), label, settings)
-    if lowered == "bicubic":
-        restorer = _bicubic()
-    elif lowered == "input":
-        restorer = _input()
-    elif lowered in baselines.CLASSIC_DENOISERS:
-        restorer = _denoiser(lowered)
-    else:
-        path = Path(spec).expanduser()
-        zoo_name = None
-        if not path.is_file():
-            path, zoo_name = _zoo_path(spec) or path, spec
-        if not path.is_file():
-            raise IptbenchError(
-                f"unknown model {spec!r}: use one of {', '.join(BUILTIN)}, ipt:PATH to a checkpoint "
-                "(.safetensors or official .pt), or NAME=images:DIR for restored images"
-            )
-        return _ipt(path, label or zoo_name, settings)
-    if label:
-        restorer.name = label
-    restorer.spec = spec
-    return restorer
+    options = SpecOptions(label, device, tile_mode, window_batch, self_ensemble, precision)
+    return ModelEntry.of(_build(spec, options), label, spec)
 
 
-def parse_model_specs(specs: list[str], **kwargs: object) -> list[Restorer]:
+def parse_model_specs(specs: list[str], **kwargs: object) -> list[ModelEntry]:
     restorers = [parse_model_spec(s, **kwargs) for s in specs]  # type: ignore[arg-type]
     names = [r.name for r in restorers]
     duplicates = sorted({n for n in names if names.count(n) > 1})

@@ -7,7 +7,6 @@ half-written file behind; the CSVs are derived from state.json, which a rerun tr
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import math
@@ -156,14 +155,6 @@ def write_broken(path: Path, errors: list[dict[str, str]]) -> None:
     for e in errors:
         seen.setdefault(tuple(e.get(c, "") for c in BROKEN_COLUMNS), e)
     atomic_write_text(path, _csv_text(BROKEN_COLUMNS, (list(k) for k in seen)))
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def git_revision() -> str | None:

@@ -27,7 +27,7 @@ def resolve_eval_data_root(cli_value: str | Path | None) -> Path:
     An empty string must not mean the current folder: `--data-root "$IPTBENCH_DATA"` with the variable
     unset would otherwise scan ./ and report every dataset missing.
     """
-    from iptbench.data.benchmarks import DATA_ENV, resolve_data_root
+    from iptbench.benchmarks.registry import DATA_ENV, resolve_data_root
 
     if cli_value is not None and not str(cli_value).strip():
         raise IptbenchError(
@@ -47,7 +47,7 @@ class Planned:
     """One (dataset, task) to evaluate, with the dataset object and the items to score."""
 
     entry: PlanEntry
-    dataset: Any  # iptbench.data.benchmarks.BenchmarkDataset
+    dataset: Any  # iptbench.benchmarks.registry.BenchmarkDataset
     items: list[Any]
 
 
@@ -75,9 +75,9 @@ def plan_entries(
     suite: str, datasets: list[str] | None, root: Path, *, strict: bool, limit: int | None, say: Say
 ) -> PlanResult:
     """Datasets found under root, as (dataset, task) entries; named or --strict missing sets are errors."""
-    from iptbench.data.benchmarks import BenchmarkDataset
-    from iptbench.data.mini import NAME as MINI
-    from iptbench.data.mini import MiniDataset
+    from iptbench.benchmarks.mini import NAME as MINI
+    from iptbench.benchmarks.mini import MiniDataset
+    from iptbench.benchmarks.registry import BenchmarkDataset
 
     plan = build_plan(suite, datasets, root)
     result = PlanResult(missing=list(plan.missing), absent_optional=list(plan.absent_optional))

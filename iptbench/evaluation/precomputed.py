@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from iptbench.data.benchmark_layouts import list_images
 from iptbench.errors import IptbenchError
+from iptbench.images import list_images
 from iptbench.tasks import Task
 
 _SHOW = 6  # names listed in one error line
@@ -42,7 +42,7 @@ def _children(folder: Path) -> dict[str, Path]:
 
 
 def _names(dataset: str) -> list[str]:
-    from iptbench.data.benchmarks import get_benchmark
+    from iptbench.benchmarks.registry import get_benchmark
 
     try:
         return [n.lower() for n in get_benchmark(dataset).names]

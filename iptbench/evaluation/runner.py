@@ -28,6 +28,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from iptbench.degradations.noise import noise_digest, noise_for_profile
 from iptbench.errors import IptbenchError
 from iptbench.evaluation import outputs
 from iptbench.evaluation.cells import (
@@ -42,8 +43,7 @@ from iptbench.evaluation.cells import (
 from iptbench.evaluation.comparison import ComparisonCollector
 from iptbench.evaluation.distributed import World, init_world
 from iptbench.evaluation.manifest import manifest_payload
-from iptbench.evaluation.model_specs import Restorer
-from iptbench.evaluation.noise import noise_digest, noise_for_profile
+from iptbench.evaluation.model_specs import ModelEntry, Restorer, as_entry
 from iptbench.evaluation.planning import Planned, check_models, plan_entries
 from iptbench.evaluation.scoring import Scorer, is_grey_file, profiles_for
 from iptbench.evaluation.state import ImageRow, RunState
@@ -92,7 +92,7 @@ def _now() -> str:
 
 
 class Runner:
-    def __init__(self, config: EvalConfig, restorers: list[Restorer], console: Console | None = None) -> None:
+    def __init__(self, config: EvalConfig, restorers: list[ModelEntry], console: Console | None = None):
         self.config = config
         self.restorers = restorers
         self.console = console or Console(stderr=True)
@@ -314,8 +314,6 @@ class Runner:
         outputs.write_broken(out / "broken_images.csv", state.errors())
 
     def _finish(self, state: RunState) -> None:
-        from iptbench.report.tables import render_report
-
         cfg = self.config
         cfg.out.mkdir(parents=True, exist_ok=True)
         self._write_tables(state)
@@ -325,13 +323,16 @@ class Runner:
             cfg, self.profiles, self.restorers, self.result, state, self.world.size, self.absent_optional
         )
         outputs.write_manifest(cfg.out, payload)
-        text = render_report([cfg.out], fmt="md", published=True, missing=self.result.missing)
-        outputs.atomic_write_text(cfg.out / "report.md", text)
 
 
-def run_eval(config: EvalConfig, restorers: list[Restorer], console: Console | None = None) -> EvalResult:
-    """Run (or resume) one evaluation; rank 0 writes everything under config.out."""
+def run_eval(
+    config: EvalConfig, restorers: list[ModelEntry] | list[Restorer], console: Console | None = None
+) -> EvalResult:
+    """Run (or resume) one evaluation; rank 0 writes the results under config.out (report.md: report layer).
+
+    `restorers` are `--model` entries (parse_model_specs) or any Restorer, under its own name.
+    """
     if not restorers:
         raise IptbenchError("no model to evaluate: pass at least one --model (e.g. --model bicubic)")
     config.out.mkdir(parents=True, exist_ok=True)
-    return Runner(config, restorers, console).run()
+    return Runner(config, [as_entry(r) for r in restorers], console).run()

@@ -28,7 +28,7 @@ SUITES: dict[str, Suite] = {
         "denoise", ("denoise-30", "denoise-50"), ("CBSD68", "Urban100"), ("Kodak24", "McMaster")
     ),
     "derain": Suite("derain", ("derain",), ("Rain100L",), ("Rain100H",)),
-    # No download, no data root: six bundled photos at all six tasks (iptbench.data.mini).
+    # No download, no data root: six bundled photos at all six tasks (iptbench.benchmarks.mini).
     "mini": Suite("mini", ("sr-x2", "sr-x3", "sr-x4", "denoise-30", "denoise-50", "derain"), ("mini",)),
 }
 PAPER_SUITES = ("sr", "denoise", "derain")  # what `all` runs
@@ -100,7 +100,7 @@ def select_datasets(suite: str, datasets: list[str] | None) -> list[tuple[Suite,
 
 def build_plan(suite: str, datasets: list[str] | None, root: Path) -> SuitePlan:
     """Look every dataset up under `root`; present ones become entries in suite order (tasks, then sets)."""
-    from iptbench.data import benchmarks
+    from iptbench.benchmarks import registry as benchmarks
 
     plan = SuitePlan()
     found: dict[Suite, list[str]] = {}

@@ -1,4 +1,7 @@
-"""Metrics with the literature's conventions: PSNR, SSIM, LPIPS and named metric profiles."""
+"""Metrics with the literature's conventions: PSNR, SSIM, LPIPS, named metric profiles, folder scoring.
+
+May import ops, images, tasks and errors only.
+"""
 
 from iptbench.metrics.lpips import Lpips
 from iptbench.metrics.profiles import PROFILES, MetricProfile, default_profile_for, get_profile

@@ -16,9 +16,8 @@ from typing import Literal
 
 import numpy as np
 
-from iptbench.data.benchmark_layouts import list_images
 from iptbench.errors import IptbenchError
-from iptbench.images import image_to_tensor, is_grey_file, read_image
+from iptbench.images import image_to_tensor, is_grey_file, list_images, read_image
 
 _SUFFIX = re.compile(r"^(?:x\d+(?:[_\-.].*)?|[_\-.].+)$", re.IGNORECASE)
 _MIN_SIDE = 11  # the SSIM window: a cropped image smaller than this has no valid SSIM region

@@ -174,7 +174,7 @@ class Lpips:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # any unreadable/corrupt file is the user's to replace
-            from iptbench.models.checkpoints import torch_load_error
+            from iptbench.errors import torch_load_error
 
             reason = torch_load_error(path, exc)
             hint = "delete it and rerun `iptbench lpips-weights`"

@@ -45,9 +45,7 @@ class MetricProfile:
     crop_derain: CropRule
     noise_clip: bool  # clamp the noisy input to 0..255 (IPT's trainer does; the literature does not)
     grey_target: GreyRule = "grey"
-    noise_round: bool = False  # round the noisy input to integers (nobody does; kept explicit)
     noise_seed: int = 0  # per-image seed of the Gaussian noise
-    y_rounding: bool = False  # Y is always float: no MATLAB-uint8 rounding of Y
 
     def channel_for(self, task: Task | TaskKind) -> Channel:
         kind = task.kind if isinstance(task, Task) else task
@@ -73,9 +71,9 @@ class MetricProfile:
         channel = self._kinds_text("channel").replace("rgb", "RGB").replace("y", "Y (BT.601 studio)")
         crop = self._kinds_text("crop").replace("scale", "crop = scale").replace("none", "crop 0")
         noise = "clipped to 0..255" if self.noise_clip else "not clipped"
-        noise += ", rounded" if self.noise_round else ", not rounded"
+        noise += ", not rounded"
         return (
-            f"profile {self.name}: {channel}; {crop}; Y rounding: {'uint8' if self.y_rounding else 'none'}; "
+            f"profile {self.name}: {channel}; {crop}; Y rounding: none; "
             f"{_GREY_TEXT[self.grey_target]}; "
             f"output quantised to uint8 (round half away from zero); noise: float Gaussian, per-image seed "
             f"{self.noise_seed}, {noise}"

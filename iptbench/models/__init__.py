@@ -1,4 +1,7 @@
-"""The IPT model: architecture, registry, checkpoints and tiled whole-image inference."""
+"""The IPT model: architecture, registry, checkpoints (state-dict surgery too), tiled inference, zoo.
+
+May import ops, io, tasks and errors only; never evaluation, train or the data packages.
+"""
 
 from iptbench.models.checkpoints import (
     checkpoint_info,

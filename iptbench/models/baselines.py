@@ -16,16 +16,21 @@ All functions take and return float tensors 1 x 3 x H x W on the 0-255 scale (RG
     convert2ycbcr=True)`: the scikit-image gallery recipe (thresholds in YCbCr work better on colour
     images than per RGB channel: +1.5 dB on CBSD68 at sigma 30); needs PyWavelets.
 * `bm3d_denoise`: CBM3D (`bm3d.bm3d_rgb(z, sigma_psd=s)`) from the optional `bm3d` package.
+
+`make(name)` gives each as a Restorer (iptbench.models.restorer) whose identity is its name and parameters.
 """
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from iptbench.errors import IptbenchError
+from iptbench.tasks import TASK_NAMES, Task
 
 CLASSIC_DENOISERS = ("nlm", "tv", "wavelet", "bm3d")
 
@@ -122,3 +127,93 @@ def require(name: str) -> None:
 
 
 DENOISERS = {"nlm": nlm_denoise, "tv": tv_denoise, "wavelet": wavelet_denoise, "bm3d": bm3d_denoise}
+
+
+# --------------------------------------------------------------------------- the baselines as Restorers
+
+SR_TASKS = tuple(t for t in TASK_NAMES if t.startswith("sr"))
+DENOISE_TASKS = tuple(t for t in TASK_NAMES if t.startswith("denoise"))
+BUILTIN = ("bicubic", "input", *CLASSIC_DENOISERS)
+
+
+class BaselineRestorer:
+    """A baseline as a Restorer; its identity is its name and parameters (with the computing package)."""
+
+    kind = "baseline"
+
+    def __init__(
+        self,
+        name: str,
+        tasks: tuple[str, ...],
+        fn: Callable[[torch.Tensor, Task], torch.Tensor],
+        description: str,
+        **params: Any,
+    ) -> None:
+        self.name, self.tasks, self.fn, self.description = name, tasks, fn, description
+        self.params = params
+        self.source = name  # two baselines under one row label in one folder are an error
+
+    def restore(self, image: torch.Tensor, task: Task) -> torch.Tensor:
+        return self.fn(image, task)
+
+    def identity(self) -> dict[str, Any]:
+        return {"kind": "baseline", "name": self.name, "params": self.params}
+
+
+_DENOISER_PARAMS: dict[str, dict[str, Any]] = {
+    "nlm": {"h": "0.6 sigma", "sigma": "sigma", "patch_size": 5, "patch_distance": 6, "fast_mode": True},
+    "tv": {"weight": "sigma/255", "method": "chambolle"},
+    "wavelet": {"wavelet": "db1", "mode": "soft", "method": "BayesShrink", "ycbcr": True, "sigma": "sigma"},
+    "bm3d": {"sigma_psd": "sigma/255", "profile": "bm3d_rgb default"},
+}
+_DENOISER_PACKAGES = {
+    "nlm": ("scikit-image",),
+    "tv": ("scikit-image",),
+    "wavelet": ("scikit-image", "PyWavelets"),
+    "bm3d": ("bm3d",),
+}
+_DESCRIPTIONS = {
+    "bicubic": "MATLAB bicubic upscaling of the uint8 LR (imresize matlab_uint8)",
+    "input": "the corrupted input itself (noisy image in float, or the rainy image)",
+    "nlm": "scikit-image non-local means, h = 0.6 sigma, sigma given",
+    "tv": "scikit-image TV (Chambolle), weight = sigma/255",
+    "wavelet": "scikit-image BayesShrink wavelet denoising in YCbCr, sigma given",
+    "bm3d": "CBM3D (bm3d package), sigma_psd = sigma/255",
+}
+
+
+def _package(name: str) -> str:
+    from importlib import metadata
+
+    try:
+        return f"{name} {metadata.version(name)}"
+    except metadata.PackageNotFoundError:
+        return f"{name} (not installed)"
+
+
+def _denoiser(name: str) -> BaselineRestorer:
+    require(name)
+    fn = DENOISERS[name]
+
+    def restore(x: torch.Tensor, task: Task) -> torch.Tensor:
+        assert task.sigma is not None
+        return fn(x, float(task.sigma))
+
+    # The package version is part of the identity: a new scikit-image may change a denoiser's output.
+    packages = [_package(p) for p in _DENOISER_PACKAGES[name]]
+    params = {**_DENOISER_PARAMS[name], "packages": packages}
+    return BaselineRestorer(name, DENOISE_TASKS, restore, _DESCRIPTIONS[name], **params)
+
+
+def make(name: str) -> BaselineRestorer:
+    """The built-in baseline `name` (one of BUILTIN) as a Restorer."""
+    if name == "bicubic":
+        resize = "iptbench imresize matlab_uint8 (rounded after each axis)"
+        upscale = lambda x, task: bicubic_upscale(x, task.scale)  # noqa: E731
+        return BaselineRestorer(name, SR_TASKS, upscale, _DESCRIPTIONS[name], resize=resize)
+    if name == "input":
+        tasks = (*DENOISE_TASKS, "derain")
+        return BaselineRestorer(name, tasks, lambda x, task: identity(x), _DESCRIPTIONS[name])
+    if name in CLASSIC_DENOISERS:
+        return _denoiser(name)
+    raise IptbenchError(f"unknown baseline {name!r}; use one of {', '.join(BUILTIN)}")

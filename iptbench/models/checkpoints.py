@@ -8,7 +8,6 @@ strict: leftover or missing keys and wrong shapes are errors that name them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -19,7 +18,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from iptbench.errors import IptbenchError
+from iptbench.errors import IptbenchError, torch_load_error
+from iptbench.io import sha256_file
 from iptbench.models.ipt import IPT, IPTConfig
 from iptbench.tasks import TASK_NAMES, get_task
 
@@ -38,14 +38,6 @@ class CheckpointInfo:
     num_parameters: int
     sha256: str
     metadata: dict[str, str]
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _short(keys: Sequence[str], limit: int = 8) -> str:
@@ -82,6 +74,27 @@ def load_state_dict_strict(model: IPT, state: Mapping[str, Tensor], source: str 
 
 
 # --------------------------------------------------------------------------- our format
+
+
+def keep_tasks(src: IPT, tasks: Sequence[str], source: str) -> IPT:
+    """A copy of `src` with only `tasks`' heads, tails and task-embedding rows (the body is shared)."""
+    idx = [src.task_index(t) for t in tasks]
+    with torch.device("meta"):
+        model = IPT(src.config.replace(tasks=tuple(tasks)))
+    model = model.to_empty(device="cpu")
+    state: dict[str, torch.Tensor] = {}
+    for key, value in src.state_dict().items():
+        part, _, rest = key.partition(".")
+        if part in ("head", "tail"):
+            i, _, tail = rest.partition(".")
+            if int(i) in idx:
+                state[f"{part}.{idx.index(int(i))}.{tail}"] = value
+        elif key == "body.query_embed.weight":
+            state[key] = value[idx]
+        else:
+            state[key] = value
+    load_state_dict_strict(model, state, source=source)
+    return model
 
 
 def save_model(
@@ -140,22 +153,6 @@ def _read_safetensors(path: Path) -> tuple[IPTConfig, dict[str, Tensor], dict[st
 
 
 # --------------------------------------------------------------------------- official format
-
-
-def torch_load_error(path: str | os.PathLike[str], exc: Exception) -> IptbenchError:
-    """What a failed torch.load(weights_only=True) means for the user; torch's own text is not passed on.
-
-    Its advice ("re-run with weights_only=False") is one the CLI cannot follow: unpickling runs code.
-    """
-    text = str(exc)
-    if "Unsupported global" in text or "Unsupported class" in text or "two options" in text:
-        return IptbenchError(
-            f"{path} is not a checkpoint iptbench can load safely (it needs code to unpickle); convert it "
-            "where you trust it, or export a state dict"
-        )
-    if "central directory" in text or "PytorchStreamReader" in text or isinstance(exc, EOFError):
-        return IptbenchError(f"cannot load {path}: it is truncated or damaged; copy or download it again")
-    return IptbenchError(f"cannot load {path}: not a PyTorch checkpoint (nor a safetensors file)")
 
 
 def read_official_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:

@@ -4,13 +4,19 @@ Precision is a choice (`precision=`): fp32, bf16 or fp16, through autocast on th
 layer norms and softmax stay in fp32 while matrix products run in the lower precision. The default is fp32
 on CPU (what the official code runs) and bf16 on CUDA (tensor cores). fp32 on CUDA turns TF32 off for the
 call: TF32 matmuls and convolutions keep only 10 mantissa bits, so "fp32" would not mean fp32.
+
+`IptRestorer` is a loaded checkpoint as a Restorer (iptbench.models.restorer), with the identity of its
+eval cells: weights sha256, architecture, tiling, self-ensemble, precision and device kind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable, Iterator
-from typing import Literal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -18,11 +24,13 @@ from torch import Tensor
 from iptbench.errors import IptbenchError
 from iptbench.models.ipt import IPT
 from iptbench.models.tiling import (
+    default_stride,
     fast_window_count,
     official_distinct_window_count,
     tile_fast,
     tile_official,
 )
+from iptbench.tasks import Task
 
 TileMode = Literal["fast", "official"]
 TILE_MODES: tuple[str, ...] = ("fast", "official")
@@ -119,7 +127,7 @@ def resolve_precision(precision: str | None, device: torch.device | str) -> str:
 
 
 @contextlib.contextmanager
-def _precision(device: torch.device, precision: str) -> Iterator[None]:
+def precision_context(device: torch.device, precision: str) -> Iterator[None]:
     """Autocast for bf16/fp16; for fp32 on CUDA, TF32 off (restored afterwards)."""
     if precision != "fp32":
         with torch.autocast(device.type, dtype=PRECISIONS[precision]):
@@ -141,7 +149,7 @@ def _window_fn(model: IPT, index: int, device: torch.device, precision: str) -> 
     cuda = device.type == "cuda"
 
     def run(batch: Tensor) -> Tensor:
-        with _precision(device, precision):
+        with precision_context(device, precision):
             if cuda:
                 batch = batch.contiguous(memory_format=torch.channels_last)
                 return model(batch, index).float()
@@ -194,3 +202,74 @@ def restore(
             return tile(x)
         outs = [undo_ensemble(i, tile(v.contiguous())) for i, v in enumerate(ensemble_inputs(x))]
         return torch.cat(outs, dim=0).mean(dim=0, keepdim=True)
+
+
+# --------------------------------------------------------------------------- the IPT Restorer
+
+
+@dataclass(frozen=True)
+class IptSettings:
+    """How an IPT checkpoint is run; everything but window_batch is part of its cells' identity."""
+
+    device: str | None = None
+    tile_mode: str = "fast"
+    window_batch: int = 64
+    self_ensemble: bool = False
+    precision: str | None = None  # None: fp32 on CPU, bf16 on CUDA
+
+
+def _tile_identity(mode: str, patch: int) -> dict[str, Any]:
+    if mode == "official":
+        return {"patch": patch, "stride": patch // 4}
+    return {"patch": patch, "stride": default_stride(patch), "stride_default": True}
+
+
+class IptRestorer:
+    """A loaded IPT checkpoint as a Restorer (iptbench.models.restorer): `restore` tiles it over any size."""
+
+    kind = "ipt"
+
+    def __init__(self, model: IPT, path: Path, sha256: str, settings: IptSettings, device: str) -> None:
+        self.model = model.eval()
+        self.settings, self.sha256 = settings, sha256
+        self.device_type = torch.device(device).type
+        self.precision = resolve_precision(settings.precision, torch.device(device))
+        self.tasks = tuple(str(t) for t in model.tasks)
+        # `iptbench train` writes every run's weights as model.safetensors: its run folder names it better.
+        stem = path.parent.name if path.stem == "model" and path.parent.name else path.stem
+        self.name, self.spec, self.source = f"ipt:{stem}", f"ipt:{path}", str(path.resolve())
+        self.meta = {"checkpoint": str(path), "sha256": sha256, "window_batch": settings.window_batch}
+        self.description = (
+            f"IPT checkpoint {path.name} (tile_mode={settings.tile_mode}, "
+            f"window_batch={settings.window_batch}, self_ensemble={settings.self_ensemble}, "
+            f"precision={self.precision} on {self.device_type})"
+        )
+
+    def restore(self, image: Tensor, task: Task | str) -> Tensor:
+        param = next(self.model.parameters(), None)
+        dev = param.device if param is not None else image.device
+        with torch.inference_mode():
+            out = restore(
+                self.model,
+                image.to(dev),
+                task.name if isinstance(task, Task) else task,
+                tile_mode=self.settings.tile_mode,  # type: ignore[arg-type]
+                window_batch=self.settings.window_batch,
+                self_ensemble=self.settings.self_ensemble,
+                precision=self.precision,
+            )
+        return out.float().cpu()
+
+    def identity(self) -> dict[str, Any]:
+        arch = json.loads(self.model.config.to_json())
+        arch.pop("name", None)  # a registry name is a label; the fields are the architecture
+        return {
+            "kind": "ipt",
+            "weights_sha256": self.sha256,
+            "arch": arch,
+            "tile_mode": self.settings.tile_mode,
+            "tile": _tile_identity(self.settings.tile_mode, self.model.patch_size),
+            "self_ensemble": self.settings.self_ensemble,
+            "precision": self.precision,
+            "device": self.device_type,
+        }

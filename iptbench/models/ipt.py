@@ -209,8 +209,3 @@ class IPT(nn.Module):
 
     def extra_repr(self) -> str:
         return f"tasks={list(self.tasks)}"
-
-
-def build_ipt(config: IPTConfig, device: torch.device | str | None = None) -> IPT:
-    with torch.device(device or "cpu"):
-        return IPT(config)

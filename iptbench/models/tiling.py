@@ -3,7 +3,7 @@
 Two schemes, both model-agnostic (`fn` maps N x C x P x P windows to N x C x sP x sP):
 
 * `tile_official`: the official `Model.forward_chop` of huawei-noah/Pretrained-IPT, reproduced from its
-  description (research notes, ipt.md section 2.1): stride P/4, centre crops averaged, the corner and
+  code (model/__init__.py): stride P/4, centre crops averaged, the corner and
   bottom/right/top/left strips, hard seams floor(s*(P+cut)/2) from the far edges. Windows that the official
   code evaluates twice (the top/left strips are also the grid's first row/column) are run once here;
   the arithmetic on their outputs is the same.

@@ -137,7 +137,7 @@ def verify(entry: ZooEntry, path: Path) -> bool | None:
 
     A converted `.safetensors` of an official `.pt` is another file: only the exact file name is checked.
     """
-    from iptbench.models.checkpoints import sha256_file
+    from iptbench.io import sha256_file
 
     if not entry.verified or path.name != entry.filename:
         return None
@@ -146,7 +146,7 @@ def verify(entry: ZooEntry, path: Path) -> bool | None:
 
 def fetch(name: str, dest: Path | None = None, *, timeout: float = 60.0) -> Path:
     """Download an entry's `url` into `dest` (default: the cache), check its sha256, rename into place."""
-    from iptbench.models.checkpoints import sha256_file
+    from iptbench.io import sha256_file
 
     entry = _get(name)
     if not entry.url:

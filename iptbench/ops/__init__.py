@@ -1,4 +1,7 @@
-"""Exact image operations: MATLAB bicubic resize, mod-crop, BT.601 colour conversion, quantisation."""
+"""Exact image operations: MATLAB bicubic resize, mod-crop, BT.601 colour conversion, quantisation.
+
+Imports no other iptbench module.
+"""
 
 from iptbench.ops.color import quantize, quantize_array, rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
 from iptbench.ops.resize import imresize, modcrop

@@ -1,5 +1,8 @@
-"""`iptbench report`: paper-style tables from eval result folders, beside the published numbers."""
+"""`iptbench report`: paper-style tables, eval's report.md, curves, the published numbers (published.csv).
 
-from iptbench.report.tables import build_blocks, load_results, render_report
+May import evaluation (result files), tasks, io and errors; the eval runner never imports report.
+"""
 
-__all__ = ["build_blocks", "load_results", "render_report"]
+from iptbench.report.tables import build_blocks, load_results, render_report, write_eval_report
+
+__all__ = ["build_blocks", "load_results", "render_report", "write_eval_report"]

@@ -1,7 +1,7 @@
 """Paper-style tables from one or more `iptbench eval` folders: rows = methods, columns = datasets.
 
 One block per task (SR x2/x3/x4, denoising sigma 30/50, deraining); each cell is PSNR (dB) / SSIM.
-Published rows (package data, iptbench.evaluation.published) sit above the measured ones, marked
+Published rows (package data, iptbench.report.published) sit above the measured ones, marked
 "(published)", with the scoring channel in the label whenever it differs from ours. Every measured model of
 the IPT architecture, whatever its label, gets a "Δ ... vs <published row>" row: measured minus the
 published IPT number scored the same way (channel, crop, and IPT's grey-image convention).
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from iptbench.errors import IptbenchError
-from iptbench.evaluation.published import PublishedRow, published_for
 from iptbench.report.loading import Measured, load_results
+from iptbench.report.published import PublishedRow, published_for
 from iptbench.tasks import TASK_NAMES, get_task
 
 DATASET_ORDER = {
@@ -322,6 +322,15 @@ def render_latex(blocks: list[Block]) -> str:
         out += [latex_escape(n) + r"\\" for n in block.notes]
         out += [r"\end{table}", ""]
     return "\n".join(out)
+
+
+def write_eval_report(out: Path, missing: list | None = None) -> Path:
+    """`report.md` of one eval results folder (markdown, with the published rows); returns its path."""
+    from iptbench.io import atomic_write_text
+
+    path = Path(out) / "report.md"
+    atomic_write_text(path, render_report([Path(out)], fmt="md", published=True, missing=missing))
+    return path
 
 
 def render_report(

@@ -1,4 +1,5 @@
 """Training IPT: multi-task pre-training and single-task fine-tuning (`iptbench train`).
+May import models, pairs, benchmarks, evaluation (validation), degradations, devices, images, io, tasks.
 
 from iptbench.train import TrainConfig, train
 result = train(TrainConfig(data=("pairs.h5",), out="runs/tiny", model="ipt-tiny", steps=100))

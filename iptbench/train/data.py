@@ -17,8 +17,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from iptbench.data.pairfile import combine_digests, read_manifest
 from iptbench.errors import IptbenchError
+from iptbench.pairs.pairfile import combine_digests, read_manifest, require_complete
 
 HOLDOUT_PREFIX = "holdout:"
 
@@ -53,8 +53,7 @@ def check_data_file(path: str) -> dict[str, Any]:
     try:
         with h5py.File(path, "r") as f:
             manifest = read_manifest(f)
-            if not manifest.get("complete"):
-                raise IptbenchError(f"{path} is unfinished: rerun its build-data command first")
+            require_complete(path, manifest)
             counts = json.loads(f.attrs.get("counts", "null"))
             if counts != manifest.get("counts"):
                 raise _inconsistent(path, f"pair counts {counts} vs manifest {manifest.get('counts')}")
@@ -72,7 +71,7 @@ def read_manifests(files: Sequence[str]) -> list[dict[str, Any]]:
 
 def verify_pixels(files: Sequence[str]) -> None:
     """Recompute every task's content hash from the stored pixels (--verify-data); one line on a mismatch."""
-    from iptbench.data.h5tools import verify
+    from iptbench.pairs.h5tools import verify
 
     for path in files:
         bad = [task for task, ok in verify(Path(path)).items() if not ok]

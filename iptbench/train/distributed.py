@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from iptbench.devices import choose_device
 from iptbench.errors import IptbenchError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -57,11 +58,7 @@ def resolve_device(choice: str, local_rank: int = 0) -> torch.device:
     """auto -> cuda when available; under torchrun each process takes cuda:LOCAL_RANK."""
     if choice not in DEVICES:
         raise IptbenchError(f"--device must be one of {', '.join(DEVICES)}, got {choice!r}")
-    if choice == "auto":
-        choice = "cuda" if torch.cuda.is_available() else "cpu"
-    if choice == "cuda":
-        if not torch.cuda.is_available():
-            raise IptbenchError("--device cuda but this torch build sees no CUDA device; use --device cpu")
+    if choose_device(choice).type == "cuda":
         if local_rank >= torch.cuda.device_count():
             raise IptbenchError(
                 f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} CUDA devices; "
@@ -97,10 +94,6 @@ def wrap(model: nn.Module, ctx: DistContext) -> nn.Module:
 
     ids = [ctx.device.index] if ctx.device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") else model
 
 
 def mean_over_ranks(values: Tensor, ctx: DistContext) -> Tensor:

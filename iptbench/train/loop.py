@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from iptbench.data.patches import PatchDataset, TaskBatchSampler
 from iptbench.errors import IptbenchError
+from iptbench.pairs.patches import PatchDataset, TaskBatchSampler
 from iptbench.train import distributed
 from iptbench.train.runner import Trainer
 from iptbench.train.setup import plan_run

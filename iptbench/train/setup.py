@@ -13,11 +13,12 @@ from typing import Any
 
 import torch
 
-from iptbench.data.patches import PatchDataset, TaskBatchSampler
 from iptbench.errors import IptbenchError
-from iptbench.models.checkpoints import load_model, load_state_dict_strict, sha256_file
+from iptbench.io import sha256_file
+from iptbench.models.checkpoints import keep_tasks, load_model
 from iptbench.models.ipt import IPT
 from iptbench.models.registry import create_model, model_config
+from iptbench.pairs.patches import PatchDataset, TaskBatchSampler
 from iptbench.tasks import TASK_NAMES, get_task
 from iptbench.train.data import RangeView, Split, holdout_count, read_manifests, split_holdout, verify_pixels
 from iptbench.train.state import DEFAULT_MODEL, TrainConfig
@@ -31,27 +32,6 @@ def architecture(config: Any) -> dict[str, Any]:
     return {
         k: v for k, v in config.to_dict().items() if k not in ("tasks", "name", "out_proj_bias", "dropout")
     }
-
-
-def keep_tasks(src: IPT, tasks: Sequence[str], source: str) -> IPT:
-    """A copy of `src` with only `tasks`' heads, tails and task-embedding rows (the body is shared)."""
-    idx = [src.task_index(t) for t in tasks]
-    with torch.device("meta"):
-        model = IPT(src.config.replace(tasks=tuple(tasks)))
-    model = model.to_empty(device="cpu")
-    state: dict[str, torch.Tensor] = {}
-    for key, value in src.state_dict().items():
-        part, _, rest = key.partition(".")
-        if part in ("head", "tail"):
-            i, _, tail = rest.partition(".")
-            if int(i) in idx:
-                state[f"{part}.{idx.index(int(i))}.{tail}"] = value
-        elif key == "body.query_embed.weight":
-            state[key] = value[idx]
-        else:
-            state[key] = value
-    load_state_dict_strict(model, state, source=source)
-    return model
 
 
 def build_model(
@@ -136,7 +116,7 @@ def _sampler(cfg: TrainConfig, split: Split, rank: int, world_size: int) -> Task
 
 def plan_run(cfg: TrainConfig, rank: int, world_size: int, device: torch.device) -> RunPlan:
     """Check the inputs and work out the run; raises IptbenchError (one line) before anything is written."""
-    from iptbench.data.benchmarks import resolve_data_root
+    from iptbench.benchmarks.registry import resolve_data_root
     from iptbench.train.validation import build_sets
 
     manifests = read_manifests(cfg.data)

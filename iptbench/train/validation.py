@@ -4,7 +4,7 @@ A SET is a benchmark set under the data root (`Set5`, `CBSD68`, `Rain100L`, ...)
 no-download set: the six photos bundled with scikit-image, at every task), or `holdout:N` (the last N pairs
 of every task of the training files, which then do not train). Every task of the run is scored on each
 set that serves its kind, with the task's literature metric profile, by the code `iptbench eval` runs: the
-same image loading and KAIR noise (iptbench.evaluation.noise), whole images restored by fast tiling
+same image loading and KAIR noise (iptbench.degradations.noise), whole images restored by fast tiling
 (iptbench.models.restore), the same Scorer, and the same fsum mean. Under torchrun the images are dealt
 to the ranks (iptbench.evaluation.distributed.World) and gathered in image order, so the numbers equal a
 one-process run.
@@ -50,7 +50,7 @@ def _tensor(image: np.ndarray) -> torch.Tensor:
 def _eval_input(lr: np.ndarray | None, target: np.ndarray, task: Task, profile: Any) -> torch.Tensor:
     """The model input exactly as the eval runner makes it (noise per image from the profile)."""
     if task.kind == "denoise":
-        from iptbench.evaluation.noise import noise_for_profile
+        from iptbench.degradations.noise import noise_for_profile
 
         assert task.sigma is not None
         noisy = noise_for_profile(target, task.sigma, profile)
@@ -60,10 +60,10 @@ def _eval_input(lr: np.ndarray | None, target: np.ndarray, task: Task, profile: 
 
 
 class BenchmarkSet:
-    """A benchmark test set under the data root, loaded by iptbench.data.benchmarks as eval loads it."""
+    """A benchmark test set under the data root, loaded by iptbench.benchmarks.registry as eval loads it."""
 
     def __init__(self, name: str, root: Any) -> None:
-        from iptbench.data.benchmarks import BenchmarkDataset
+        from iptbench.benchmarks.registry import BenchmarkDataset
 
         self.dataset = BenchmarkDataset(name, root)  # one line naming the fetch command when missing
         self.name = self.dataset.name
@@ -87,11 +87,11 @@ class BenchmarkSet:
 
 
 class MiniSet(BenchmarkSet):
-    """`mini` exactly as `iptbench eval --suite mini` has it (iptbench.data.mini): the six photos bundled
-    with scikit-image, whole, at every task; no download."""
+    """`mini` exactly as `iptbench eval --suite mini` has it (iptbench.benchmarks.mini): the six photos
+    bundled with scikit-image, whole, at every task; no download."""
 
     def __init__(self) -> None:
-        from iptbench.data.mini import NAME, MiniDataset
+        from iptbench.benchmarks.mini import NAME, MiniDataset
 
         self.dataset = MiniDataset()  # type: ignore[assignment]
         self.name = NAME
@@ -104,7 +104,7 @@ class HoldoutSet:
     """The held-out pairs of the training files, as stored (no flips, the stored noise)."""
 
     def __init__(self, name: str, files: Sequence[str], tasks: Sequence[str], split: Split) -> None:
-        from iptbench.data.patches import PatchDataset
+        from iptbench.pairs.patches import PatchDataset
 
         self.name = name
         self.dataset = PatchDataset(list(files), list(tasks), augment=False, fresh_noise=False)

@@ -28,10 +28,10 @@ import torch
 from typer.testing import CliRunner
 
 from iptbench.cli import app
-from iptbench.data.builder import BuildConfig, build
-from iptbench.data.sources import generate_images, resolve_sources
 from iptbench.images import write_png
 from iptbench.models import create_model, save_model
+from iptbench.pairs.builder import BuildConfig, build
+from iptbench.pairs.sources import generate_images, resolve_sources
 
 runner = CliRunner()
 REPORT_RUN = Path(__file__).parents[1] / "report" / "data" / "run_a"

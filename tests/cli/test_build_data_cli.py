@@ -11,7 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from iptbench.cli import app
-from iptbench.data.sources import generate_images
+from iptbench.pairs.sources import generate_images
 
 runner = CliRunner()
 

@@ -135,7 +135,7 @@ def test_rain100l_input_psnr(benchmark_root: Path, tmp_path: Path) -> None:
 
 
 def test_real_noise_matches_kair_on_every_image(benchmark_root: Path) -> None:
-    from iptbench.evaluation.noise import noise_digest, noise_for_profile
+    from iptbench.degradations.noise import noise_digest, noise_for_profile
     from iptbench.images import read_image
     from iptbench.metrics import get_profile
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 from pathlib import Path
 
@@ -9,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from iptbench.degradations.noise import add_noise_float
 from iptbench.errors import IptbenchError
 from iptbench.evaluation.model_specs import parse_model_spec, parse_model_specs
-from iptbench.evaluation.noise import add_gaussian_noise
 from iptbench.models import baselines
 from iptbench.tasks import get_task
 
@@ -41,7 +42,7 @@ def test_bicubic_is_matlab_uint8_resize() -> None:
 
 
 def test_input_baseline_is_identity() -> None:
-    x = _t(add_gaussian_noise(_clean(), 30))
+    x = _t(add_noise_float(_clean(), 30))
     restorer = parse_model_spec("input")
     assert torch.equal(restorer(x, get_task("denoise-30")), x)
     assert restorer.supports("derain") and not restorer.supports("sr-x2")
@@ -52,7 +53,7 @@ def test_classic_denoisers_reduce_the_error(name: str) -> None:
     if not baselines.available(name):
         pytest.skip(f"{name} needs an optional package")
     clean = _clean()
-    noisy = _t(add_gaussian_noise(clean, 30))
+    noisy = _t(add_noise_float(clean, 30))
     restorer = parse_model_spec(name)
     assert set(restorer.tasks) == {"denoise-30", "denoise-50"}
     out = restorer(noisy, get_task("denoise-30"))
@@ -76,6 +77,24 @@ def test_spec_labels_and_errors(tmp_path: Path) -> None:
         parse_model_spec(f"ipt:{tmp_path / 'none.pt'}")
     with pytest.raises(IptbenchError, match="both named 'bicubic'"):
         parse_model_specs(["bicubic", "bicubic"])
+
+
+def test_a_new_spec_form_is_one_registration(monkeypatch: pytest.MonkeyPatch) -> None:
+    from iptbench.evaluation import model_specs
+
+    for table in ("_PREFIXES", "_NAMES", "_USAGE"):  # registered for this test only
+        monkeypatch.setattr(model_specs, table, copy.copy(getattr(model_specs, table)))
+
+    @model_specs.register_spec("sharp:", "sharp:AMOUNT")
+    def _sharp(text: str, options: model_specs.SpecOptions) -> baselines.BaselineRestorer:
+        return baselines.BaselineRestorer("sharp", ("derain",), lambda x, t: x * float(text), "scaled")
+
+    entry = parse_model_spec("s2=sharp:2")
+    assert entry.name == "s2" and entry.spec == "sharp:2" and entry.kind == "baseline"
+    assert entry.identity == {"kind": "baseline", "name": "sharp", "params": {}}
+    assert torch.equal(entry(torch.ones(1, 3, 2, 2), get_task("derain")), torch.full((1, 3, 2, 2), 2.0))
+    with pytest.raises(IptbenchError, match=r"unknown model 'blur:1': use one of bicubic, .*sharp:AMOUNT"):
+        parse_model_spec("blur:1")
 
 
 def test_checkpoint_path_without_prefix(tmp_path: Path) -> None:

@@ -14,9 +14,9 @@ from rich.console import Console
 
 from iptbench.errors import IptbenchError
 from iptbench.evaluation.model_specs import parse_model_spec
-from iptbench.evaluation.outputs import sha256_file
 from iptbench.evaluation.runner import EvalConfig, EvalResult, run_eval
 from iptbench.images import read_image, write_png
+from iptbench.io import sha256_file
 
 
 def _csv(path: Path) -> list[dict[str, str]]:

@@ -11,22 +11,23 @@ import numpy as np
 import pytest
 import torch
 
+from iptbench.degradations.noise import add_noise_float, noise_digest
 from iptbench.errors import IptbenchError
-from iptbench.evaluation.model_specs import Restorer, parse_model_spec
-from iptbench.evaluation.noise import add_gaussian_noise, noise_digest
+from iptbench.evaluation.model_specs import ModelEntry, parse_model_spec
 from iptbench.evaluation.runner import EvalConfig, run_eval
 from iptbench.models import baselines
+from iptbench.report.tables import write_eval_report
 from iptbench.tasks import Task
 
 
-def _counting(name: str = "count") -> tuple[Restorer, list[str]]:
+def _counting(name: str = "count") -> tuple[ModelEntry, list[str]]:
     calls: list[str] = []
 
     def restore(x: torch.Tensor, task: Task) -> torch.Tensor:
         calls.append(task.name)
         return baselines.bicubic_upscale(x, task.scale)
 
-    return Restorer(name, ("sr-x2", "sr-x3", "sr-x4"), restore), calls
+    return ModelEntry(name, ("sr-x2", "sr-x3", "sr-x4"), restore), calls
 
 
 def _csv(path: Path) -> list[dict[str, str]]:
@@ -65,7 +66,7 @@ def test_outputs_and_resume(make_root: Callable[..., Path], tmp_path: Path) -> N
     for key in ("iptbench_version", "git_revision", "command_line", "profiles", "seeds", "inputs_sha256"):
         assert key in manifest
     assert len(manifest["inputs_sha256"]) == 5  # HR only: LR made on the fly
-    assert "Metric profile sr:" in (out / "report.md").read_text()
+    assert "Metric profile sr:" in write_eval_report(out, result.missing).read_text()
     assert (out / "comparison.png").stat().st_size > 0
 
     before = (out / "per_image.csv").read_bytes()
@@ -95,7 +96,7 @@ def test_missing_datasets_listed_and_strict(make_root: Callable[..., Path], tmp_
     model, _ = _counting()
     result = run_eval(_config(root, tmp_path / "run"), [model])
     assert [m.name for m in result.missing] == ["Set14", "B100", "Urban100"]
-    report = (tmp_path / "run" / "report.md").read_text()
+    report = write_eval_report(tmp_path / "run", result.missing).read_text()
     assert "`iptbench datasets fetch Urban100`" in report
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["missing"][0]["fetch"] == "iptbench datasets fetch Set14"
@@ -140,7 +141,7 @@ def test_denoise_input_baseline_scores_float_noise(make_root: Callable[..., Path
     noise = [json.loads((o / "manifest.json").read_text())["noise_sha256"] for o in outs]
     assert noise[0] == noise[1] and len(noise[0]) == 2 * 68
     clean = read_image(root / "CBSD68" / "HR" / "img001.png")
-    noisy = add_gaussian_noise(clean, 30)
+    noisy = add_noise_float(clean, 30)
     assert noise[0]["CBSD68/denoise-30/img001"] == noise_digest(noisy)
     row = next(
         r for r in _csv(outs[0] / "per_image.csv") if r["image"] == "img001" and r["task"] == "denoise-30"
@@ -168,7 +169,7 @@ def test_ipt_checkpoint_end_to_end(make_root: Callable[..., Path], tmp_path: Pat
     rows = _csv(out / "per_image.csv")
     assert len(rows) == 5 and all(np.isfinite(float(r["psnr"])) for r in rows)
     assert len(list((out / "images" / "ipt_tiny" / "Set5" / "sr-x2").glob("*.png"))) == 5
-    assert "Δ ipt:tiny vs IPT |" in (out / "report.md").read_text()
+    assert "Δ ipt:tiny vs IPT |" in write_eval_report(out, result.missing).read_text()
 
 
 @pytest.mark.slow  # two processes importing torch: ~10 s

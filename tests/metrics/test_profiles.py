@@ -46,9 +46,9 @@ def test_crop_for_plain_scale() -> None:
 def test_noise_conventions() -> None:
     for name in ("sr", "denoise", "derain"):
         p = get_profile(name)
-        assert (p.noise_clip, p.noise_round, p.noise_seed) == (False, False, 0)
+        assert (p.noise_clip, p.noise_seed) == (False, 0)
     legacy = get_profile("ipt-legacy")
-    assert legacy.noise_clip and not legacy.noise_round
+    assert legacy.noise_clip
 
 
 def test_defaults_per_task() -> None:

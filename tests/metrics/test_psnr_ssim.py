@@ -15,14 +15,7 @@ from iptbench.metrics import default_profile_for, psnr, ssim
 from iptbench.ops import imresize, modcrop
 from iptbench.tasks import get_task
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> object:
-    # Small tensors: on a shared 2-core runner, intra-op threads mostly wait on each other.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _y_numpy(img: np.ndarray) -> np.ndarray:
@@ -134,8 +127,8 @@ def test_ssim_equals_skimage_on_real_images(benchmark_root: Path) -> None:
         assert abs(ssim(up, _t(hr), crop=c, channel="rgb").item() - _sk_ssim(a, b, True)) < 1e-6
 
 
-# eval.md section 1.8 measured 33.6779/0.9304, 30.4043/0.8690, 28.4305/0.8113 with a float resize rounded
-# once at the end; matlab_uint8 (rounded after each axis) is ~0.005 dB lower.
+# A float resize rounded once at the end gives 33.6779/0.9304, 30.4043/0.8690, 28.4305/0.8113;
+# matlab_uint8 (rounded after each axis) is ~0.005 dB lower.
 BICUBIC_SET5 = {2: (33.67, 0.9303), 3: (30.40, 0.8689), 4: (28.43, 0.8111)}
 
 

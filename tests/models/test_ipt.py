@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -152,15 +150,6 @@ def test_registry() -> None:
     assert all(
         torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
     )
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    # Small steps: a second intra-op thread only adds synchronisation (10x slower on a busy runner).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_tiny_model_overfits_one_pair(one_thread: None) -> None:

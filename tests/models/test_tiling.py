@@ -1,4 +1,5 @@
-"""Tiling: official forward_chop against a reference written from the notes (ipt.md 2.1), and fast mode."""
+"""Tiling: official forward_chop (huawei-noah/Pretrained-IPT, model/__init__.py) against a reference; fast
+mode."""
 
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ def _strip_blend(outs: list[np.ndarray], starts: list[int], p: int, t: int, s: i
 
 
 def reference_chop(fn, img: np.ndarray, p: int, s: int) -> np.ndarray:
-    """Straight from ipt.md 2.1; img is C x H x W float64."""
+    """forward_chop's arithmetic written out plainly; img is C x H x W float64."""
     c, h, w = img.shape
     t = p // 4
     h_cut, w_cut = (h - p) % t, (w - p) % t

@@ -70,13 +70,7 @@ def _to_numpy(t: torch.Tensor) -> np.ndarray:
 SCALES = [1 / 2, 1 / 3, 1 / 4, 2, 3, 4]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> object:
-    # Many small products: on a shared 2-core runner, intra-op threads mostly wait on each other.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("scale", SCALES)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
-from iptbench.data.builder import BuildConfig, build
-from iptbench.data.sources import generate_images, resolve_sources
+from iptbench.pairs.builder import BuildConfig, build
+from iptbench.pairs.sources import generate_images, resolve_sources
 
 TASKS = ("sr-x2", "denoise-30")
 
@@ -25,11 +23,5 @@ def pairs_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    # On a shared 2-core machine two intra-op threads spin on each other (~10x slower steps); the
-    # results do not depend on it. Module scope so that module fixtures (a CLI run) get it too; the
-    # previous setting is restored for other test modules.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread_module: None) -> None:
+    """Every training test module runs torch on one thread (tests/conftest.py, one_thread_module)."""

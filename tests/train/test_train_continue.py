@@ -14,9 +14,9 @@ import torch
 from typer.testing import CliRunner
 
 from iptbench.cli import app
-from iptbench.data.builder import BuildConfig, build
-from iptbench.data.sources import generate_images, resolve_sources
 from iptbench.errors import IptbenchError
+from iptbench.pairs.builder import BuildConfig, build
+from iptbench.pairs.sources import generate_images, resolve_sources
 from iptbench.train import TrainConfig, load_checkpoint, step_lr, train
 from iptbench.train import runner as trainer_module
 from iptbench.train.data import check_data_file, verify_pixels

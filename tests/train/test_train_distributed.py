@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import iptbench
-from iptbench.data.patches import PatchDataset
 from iptbench.models import create_model
+from iptbench.pairs.patches import PatchDataset
 from iptbench.train import TrainConfig, train
 from iptbench.train.data import split_holdout
 from iptbench.train.validation import HoldoutSet, Validator

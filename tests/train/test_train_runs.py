@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 import iptbench
 from iptbench.cli import app
-from iptbench.data.patches import PatchDataset, TaskBatchSampler
 from iptbench.errors import IptbenchError
 from iptbench.models import create_model
+from iptbench.models.checkpoints import keep_tasks
+from iptbench.pairs.patches import PatchDataset, TaskBatchSampler
 from iptbench.train import TrainConfig, clip_per_tensor, l1_loss, load_checkpoint, supcon_loss, train
-from iptbench.train.setup import keep_tasks
 
 runner = CliRunner()
 ARGS = ["--model", "ipt-tiny", "--steps", "4", "--batch-size", "2", "--workers", "0", "--save-every", "3"]

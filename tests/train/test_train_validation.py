@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 
 import iptbench
 from iptbench.cli import app
-from iptbench.data.patches import PatchDataset, TaskBatchSampler
 from iptbench.errors import IptbenchError
 from iptbench.models import save_model
+from iptbench.pairs.patches import PatchDataset, TaskBatchSampler
 from iptbench.train import TrainConfig, train
 from iptbench.train.data import RangeView, split_holdout
 from iptbench.train.validation import BenchmarkSet, Validator, ValRow, build_sets, mean_psnr

@@ -81,7 +81,7 @@ class MiniDataset:
         return len(self.paths)
 
     def items(self, task: Task) -> list[BenchmarkItem]:
-        if task.kind == "derain":
+        if task.spec.eval_input == "paired":
             return [BenchmarkItem(p.stem, p, rainy_path(p, i)) for i, p in enumerate(self.paths)]
         return [BenchmarkItem(p.stem, p) for p in self.paths]
 

@@ -18,7 +18,7 @@ import numpy as np
 from iptbench.benchmarks.layouts import Layout, detect_layout, find_dataset_dir, find_lr_file
 from iptbench.errors import IptbenchError
 from iptbench.images import list_images, read_image
-from iptbench.tasks import Task, TaskKind
+from iptbench.tasks import Task, get_kind
 
 DATA_ENV = "IPTBENCH_DATA"
 DEFAULT_DATA_ROOT = Path("~/.cache/iptbench/datasets")
@@ -54,7 +54,7 @@ class FetchSource:
 class Benchmark:
     name: str
     count: int  # images (pairs for deraining) in the standard test split
-    kinds: tuple[TaskKind, ...]
+    kinds: tuple[str, ...]  # names of task kinds (iptbench.tasks)
     aliases: tuple[str, ...] = ()
     source: str = ""  # the canonical public source, for humans
     fetch: FetchSource | None = None
@@ -249,7 +249,7 @@ class DatasetStatus:
 
 def _layout_problems(bench: Benchmark, layout: Layout) -> list[str]:
     problems = list(layout.problems)
-    if "derain" in bench.kinds and not layout.is_paired:
+    if any(get_kind(k).eval_input == "paired" for k in bench.kinds) and not layout.is_paired:
         problems.append(f"expected rainy/clean pairs, found {layout.description}; layout: {bench.manual}")
     if layout.count != bench.count:
         unit = "pairs" if layout.is_paired else "images"
@@ -327,7 +327,8 @@ class BenchmarkDataset:
         return f"BenchmarkDataset({self.name!r}, path={str(self.path)!r}, layout={self.layout.description!r})"
 
     def items(self, task: Task) -> list[BenchmarkItem]:
-        if task.kind == "derain":
+        how = task.spec.eval_input  # an unknown kind raises here
+        if how == "paired":
             if not self.layout.is_paired:
                 raise IptbenchError(
                     f"{self.name} holds single images ({self.layout.description}), not rainy/clean pairs;"
@@ -336,7 +337,7 @@ class BenchmarkDataset:
             return [BenchmarkItem(p.name, p.clean, p.rainy) for p in self.layout.pairs]
         if self.layout.is_paired:
             raise IptbenchError(f"{self.name} holds rainy/clean pairs; it can only be used for deraining")
-        if task.kind == "denoise":
+        if how != "lr":  # "noise" and "clean": the input is made from the clean image
             return [BenchmarkItem(p.stem, p) for p in self.layout.targets]
         lr_dir = self.layout.lr_dir(task.scale) if self.layout.kind == "hr" else None
         items = []
@@ -365,12 +366,15 @@ def load_item(item: BenchmarkItem, task: Task) -> tuple[np.ndarray | None, np.nd
 
     SR: the target is HR mod-cropped to the scale; the input is the LR file, or MATLAB-style uint8 bicubic of
     the cropped HR (what produced the distributed LR files). Denoise: (None, clean), the caller adds noise.
-    Derain: (rainy, clean).
+    Derain: (rainy, clean). A kind whose eval input is "clean": (its corruption of the clean image, clean).
     """
+    how = task.spec.eval_input  # an unknown kind raises before anything is decoded
     target = read_image(item.target)
-    if task.kind == "denoise":
+    if how == "noise":
         return None, target
-    if task.kind == "derain":
+    if how == "clean":
+        return task.spec.eval_input_from_clean(target, task), target
+    if how == "paired":
         if item.input is None:
             raise IptbenchError(f"deraining item {item.name} has no rainy image")
         rainy = read_image(item.input)

@@ -53,7 +53,7 @@ def profile_identity(profile: Any, task: Task) -> Identity:
 
 
 def noise_identity(profile: Any, task: Task) -> Identity | None:
-    if task.kind != "denoise":
+    if task.spec.eval_input != "noise":
         return None
     return {
         "algorithm": NOISE_ALGORITHM,

@@ -29,7 +29,7 @@ from iptbench.evaluation.precomputed import PrecomputedImages, parse_images_dir
 from iptbench.io import sha256_file
 from iptbench.models import baselines
 from iptbench.models.restorer import Restorer, from_factory
-from iptbench.tasks import TASK_NAMES, Task
+from iptbench.tasks import Task, task_names
 
 __all__ = ["ModelEntry", "Restorer", "SpecOptions", "parse_model_spec", "parse_model_specs", "register_spec"]
 
@@ -147,7 +147,10 @@ class ImagesRestorer:
     """Restored images another method produced; the eval loop reads them itself (cells.py, runner.py)."""
 
     kind = "images"
-    tasks = TASK_NAMES
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return task_names()
 
     def __init__(self, text: str, label: str | None) -> None:
         if not label:

@@ -28,11 +28,7 @@ _SHOW = 6  # names listed in one error line
 
 def task_tags(task: Task) -> list[str]:
     """Folder names that mean this task, iptbench's own name first."""
-    if task.kind == "sr":
-        return [task.name, f"x{task.scale}"]
-    if task.kind == "denoise":
-        return [task.name, f"sigma{task.sigma}", f"s{task.sigma}", f"noise{task.sigma}", str(task.sigma)]
-    return [task.name]
+    return task.spec.tags_for(task)
 
 
 def _children(folder: Path) -> dict[str, Path]:
@@ -63,7 +59,7 @@ def candidate_folders(root: Path, dataset: str, task: Task) -> list[Path]:
             if t in top:
                 inner = _children(top[t])
                 found += [inner[name]] if name in inner else []
-        if task.kind == "derain" and name in top and list_images(top[name]):
+        if task.spec.eval_input == "paired" and name in top and list_images(top[name]):
             found.append(top[name])
     return list(dict.fromkeys(p for p in found if list_images(p)))
 
@@ -120,7 +116,7 @@ def _image_size(path: Path) -> tuple[int, int] | None:
 
 def _target_size(item: object, task: Task) -> tuple[int, int] | None:
     size = _image_size(item.target)  # type: ignore[attr-defined]
-    if size is None or task.kind != "sr":
+    if size is None or task.spec.eval_input != "lr":
         return size
     w, h = size
     return (w - w % task.scale, h - h % task.scale)  # the ground truth is mod-cropped to the scale

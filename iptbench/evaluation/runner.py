@@ -219,7 +219,7 @@ class Runner:
                 soft_wrap=True,
             )
             return None
-        if task.kind == "denoise":
+        if task.spec.eval_input == "noise":
             assert task.sigma is not None
             noisy = noise_for_profile(target, task.sigma, profile)
             self._noise[f"{planned.entry.dataset}/{task.name}/{item.name}"] = noise_digest(noisy)

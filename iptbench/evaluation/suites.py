@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from iptbench.errors import IptbenchError
-from iptbench.tasks import Task, get_task
+from iptbench.tasks import OFFICIAL_TASK_NAMES, Task, get_kind, get_task, task_names
 
 
 @dataclass(frozen=True)
@@ -22,13 +22,18 @@ class Suite:
     optional: tuple[str, ...] = ()  # planned only when present
 
 
+def _kind_suite(kind: str, tasks: tuple[str, ...]) -> Suite:
+    """A paper suite: the kind's benchmark sets (iptbench.tasks), the always-planned ones first."""
+    k = get_kind(kind)
+    return Suite(kind, tasks, k.suite_required, k.suite_optional)
+
+
 SUITES: dict[str, Suite] = {
-    "sr": Suite("sr", ("sr-x2", "sr-x3", "sr-x4"), ("Set5", "Set14", "B100", "Urban100"), ("Manga109",)),
-    "denoise": Suite(
-        "denoise", ("denoise-30", "denoise-50"), ("CBSD68", "Urban100"), ("Kodak24", "McMaster")
-    ),
-    "derain": Suite("derain", ("derain",), ("Rain100L",), ("Rain100H",)),
-    # No download, no data root: six bundled photos at all six tasks (iptbench.benchmarks.mini).
+    "sr": _kind_suite("sr", ("sr-x2", "sr-x3", "sr-x4")),
+    "denoise": _kind_suite("denoise", ("denoise-30", "denoise-50")),
+    "derain": _kind_suite("derain", ("derain",)),
+    # No download, no data root: six bundled photos at all six tasks (iptbench.benchmarks.mini), and at every
+    # task added with iptbench.tasks.register_task (suite_parts appends those).
     "mini": Suite("mini", ("sr-x2", "sr-x3", "sr-x4", "denoise-30", "denoise-50", "derain"), ("mini",)),
 }
 PAPER_SUITES = ("sr", "denoise", "derain")  # what `all` runs
@@ -40,6 +45,10 @@ def suite_parts(name: str) -> list[Suite]:
         return [SUITES[n] for n in PAPER_SUITES]
     if name not in SUITES:
         raise IptbenchError(f"unknown suite {name!r}; choose one of: {', '.join(SUITE_NAMES)}")
+    if name == "mini":
+        base = SUITES["mini"]
+        extra = tuple(t for t in task_names() if t not in OFFICIAL_TASK_NAMES)
+        return [Suite(base.name, (*base.tasks, *extra), base.datasets, base.optional)]
     return [SUITES[name]]
 
 

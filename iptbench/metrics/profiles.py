@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from iptbench.errors import IptbenchError
-from iptbench.tasks import Task, TaskKind
+from iptbench.tasks import Task, get_kind
 
 Channel = Literal["y", "rgb"]
 CropRule = Literal["scale", "none"]
@@ -47,17 +47,18 @@ class MetricProfile:
     grey_target: GreyRule = "grey"
     noise_seed: int = 0  # per-image seed of the Gaussian noise
 
-    def channel_for(self, task: Task | TaskKind) -> Channel:
-        kind = task.kind if isinstance(task, Task) else task
-        return {"sr": self.channel_sr, "denoise": self.channel_denoise, "derain": self.channel_derain}[kind]
+    def channel_for(self, task: Task | str) -> Channel:
+        """Channel for a task or a kind name; a kind is scored by its `metric_column`'s settings."""
+        column = get_kind(task.kind if isinstance(task, Task) else task).metric_column
+        return {"sr": self.channel_sr, "denoise": self.channel_denoise, "derain": self.channel_derain}[column]
 
     def crop_for(self, task: Task | int) -> int:
         """Border crop in pixels; an int is read as an SR scale (``--scale N`` in the metrics command)."""
         if isinstance(task, Task):
-            kind, scale = task.kind, task.scale
+            column, scale = get_kind(task.kind).metric_column, task.scale
         else:
-            kind, scale = ("sr" if int(task) > 1 else "denoise"), int(task)
-        rule = {"sr": self.crop_sr, "denoise": self.crop_denoise, "derain": self.crop_derain}[kind]
+            column, scale = ("sr" if int(task) > 1 else "denoise"), int(task)
+        rule = {"sr": self.crop_sr, "denoise": self.crop_denoise, "derain": self.crop_derain}[column]
         return scale if rule == "scale" and scale > 1 else 0
 
     def _kinds_text(self, attr: str) -> str:
@@ -132,8 +133,6 @@ PROFILES: dict[str, MetricProfile] = {
     )
 }
 
-_DEFAULT_FOR_KIND: dict[str, str] = {"sr": "sr", "denoise": "denoise", "derain": "derain"}
-
 
 def get_profile(name: str) -> MetricProfile:
     try:
@@ -144,7 +143,6 @@ def get_profile(name: str) -> MetricProfile:
         ) from None
 
 
-def default_profile_for(task: Task | TaskKind) -> MetricProfile:
-    """The literature's convention for the task's kind: ``sr``, ``denoise`` or ``derain``."""
-    kind = task.kind if isinstance(task, Task) else task
-    return PROFILES[_DEFAULT_FOR_KIND[kind]]
+def default_profile_for(task: Task | str) -> MetricProfile:
+    """The default profile of the task's kind (iptbench.tasks): the literature's convention for it."""
+    return get_profile(get_kind(task.kind if isinstance(task, Task) else task).profile)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from iptbench.errors import IptbenchError
-from iptbench.tasks import TASK_NAMES, Task
+from iptbench.tasks import OFFICIAL_TASKS, Task
 
 CLASSIC_DENOISERS = ("nlm", "tv", "wavelet", "bm3d")
 
@@ -131,8 +131,8 @@ DENOISERS = {"nlm": nlm_denoise, "tv": tv_denoise, "wavelet": wavelet_denoise, "
 
 # --------------------------------------------------------------------------- the baselines as Restorers
 
-SR_TASKS = tuple(t for t in TASK_NAMES if t.startswith("sr"))
-DENOISE_TASKS = tuple(t for t in TASK_NAMES if t.startswith("denoise"))
+SR_TASKS = tuple(t.name for t in OFFICIAL_TASKS if t.kind == "sr")
+DENOISE_TASKS = tuple(t.name for t in OFFICIAL_TASKS if t.kind == "denoise")
 BUILTIN = ("bicubic", "input", *CLASSIC_DENOISERS)
 
 

@@ -21,12 +21,12 @@ from torch import Tensor
 from iptbench.errors import IptbenchError, torch_load_error
 from iptbench.io import sha256_file
 from iptbench.models.ipt import IPT, IPTConfig
-from iptbench.tasks import TASK_NAMES, get_task
+from iptbench.tasks import OFFICIAL_TASK_NAMES, get_task
 
 FORMAT_NAME = "iptbench-ipt"
 FORMAT_VERSION = "1"
 SAFETENSORS_SUFFIXES = (".safetensors",)
-_OFFICIAL_SIX = TASK_NAMES  # sr-x2, sr-x3, sr-x4, derain, denoise-30, denoise-50 (MindSpore order)
+_OFFICIAL_SIX = OFFICIAL_TASK_NAMES  # sr-x2, sr-x3, sr-x4, derain, denoise-30, denoise-50 (MindSpore order)
 _POSITION_IDS = "body.position_encoding.position_ids"
 
 

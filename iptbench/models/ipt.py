@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from iptbench.errors import IptbenchError
 from iptbench.models.transformer import VisionTransformer
-from iptbench.tasks import TASK_NAMES, get_task
+from iptbench.tasks import get_task, task_names
 
 RGB_MEAN = (0.4488, 0.4371, 0.4040)  # DIV2K mean, as in EDSR/IPT
 RGB_RANGE = 255.0
@@ -182,7 +182,7 @@ class IPT(nn.Module):
                 raise IptbenchError(f"task index {task} out of range for a model with tasks {self.tasks}")
             return task
         if task not in self.tasks:
-            hint = "" if task in TASK_NAMES else f" ({task!r} is not a task name)"
+            hint = "" if task in task_names() else f" ({task!r} is not a task name)"
             raise IptbenchError(
                 f"these weights have no {task!r} head{hint}; they hold: {', '.join(self.tasks)}"
             )

@@ -22,9 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from iptbench.degradations.bicubic import bicubic_lr
-from iptbench.degradations.noise import add_noise_uint8
-from iptbench.degradations.rain import DEFAULT_RANGES, StreakBank, add_rain
+from iptbench.degradations.rain import DEFAULT_RANGES, StreakBank
 from iptbench.errors import ImageReadError, IptbenchError
 from iptbench.images import read_image
 from iptbench.pairs.pairfile import (
@@ -106,12 +104,7 @@ def make_pairs(image: np.ndarray, index: int, task: Task, cfg: BuildConfig, bank
     ys = rng.integers(0, h - side + 1, size=k)
     xs = rng.integers(0, w - side + 1, size=k)
     targets = np.stack([image[y : y + side, x : x + side] for y, x in zip(ys, xs, strict=True)])
-    if task.kind == "sr":
-        inputs = bicubic_lr(targets, task.scale)
-    elif task.kind == "denoise":
-        inputs = add_noise_uint8(targets, float(task.sigma or 0), rng)
-    else:
-        inputs = add_rain(targets, rng, bank)
+    inputs = task.spec.corrupt(targets, task, rng, bank)  # the kind's corruption (iptbench.tasks)
     return inputs, targets
 
 

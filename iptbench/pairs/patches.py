@@ -35,7 +35,7 @@ from torch.utils.data import Dataset, Sampler
 from iptbench.errors import IptbenchError
 from iptbench.ops import quantize
 from iptbench.pairs.pairfile import read_manifest, require_complete
-from iptbench.tasks import TASK_NAMES, get_task
+from iptbench.tasks import get_task, task_names
 
 _DEFLATE = 1  # HDF5 filter id
 
@@ -145,8 +145,9 @@ class PatchDataset(Dataset):
                 require_complete(path, manifest)
                 counts.append({t: int(f[t]["input"].shape[0]) for t in manifest["tasks"]})
         available = {t for c in counts for t in c}
-        wanted = [get_task(t).name for t in tasks] if tasks is not None else list(TASK_NAMES)
-        self.tasks = [t for t in TASK_NAMES if t in wanted and t in available]
+        known = task_names()
+        wanted = [get_task(t).name for t in tasks] if tasks is not None else list(known)
+        self.tasks = [t for t in known if t in wanted and t in available]
         if not self.tasks:
             raise IptbenchError(f"none of the tasks {wanted} is in {', '.join(self.files)}")
         # (global start, task, file id, rows) blocks, in index order
@@ -245,7 +246,7 @@ class PatchDataset(Dataset):
         inp, tgt = r_in.rows(rows), r_tg.rows(rows)
         sources = self._reader(fid, task, "source")[rows].tolist()
         spec = get_task(task)
-        noisy = self.fresh_noise and spec.kind == "denoise"
+        noisy = self.fresh_noise and spec.spec.eval_input == "noise"  # Gaussian-noise kinds
         ops = [0] * n
         p_in, p_tg = r_in.shape, r_tg.shape
         noise = np.empty((n, *p_tg), dtype=np.float32) if noisy else None

@@ -19,7 +19,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from iptbench.errors import IptbenchError
-from iptbench.tasks import TASK_NAMES
+from iptbench.tasks import task_names
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 PANEL_W, PLOT_H, MARGIN, TITLE_H, COLUMNS = 440, 170, 54, 26, 3
@@ -162,7 +162,8 @@ def render_curves(runs: Sequence[Path], output: Path) -> Path:
         raise IptbenchError("give at least one run folder to --curves")
     curves = [load_run(Path(r), label) for r, label in zip(runs, _labels(runs), strict=True)]
     seen = {t for c in curves for t in (*c.loss, *c.val)}
-    tasks = [t for t in TASK_NAMES if t in seen] + sorted(seen - set(TASK_NAMES))
+    known = task_names()
+    tasks = [t for t in known if t in seen] + sorted(seen - set(known))
     if not tasks:
         raise IptbenchError(f"no log rows in {', '.join(map(str, runs))}: nothing to plot yet")
     font = ImageFont.load_default(size=12)

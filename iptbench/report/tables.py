@@ -21,13 +21,8 @@ from pathlib import Path
 from iptbench.errors import IptbenchError
 from iptbench.report.loading import Measured, load_results
 from iptbench.report.published import PublishedRow, published_for
-from iptbench.tasks import TASK_NAMES, get_task
+from iptbench.tasks import get_task, task_names
 
-DATASET_ORDER = {
-    "sr": ("Set5", "Set14", "B100", "Urban100", "Manga109"),
-    "denoise": ("CBSD68", "Kodak24", "McMaster", "Urban100"),
-    "derain": ("Rain100L", "Rain100H"),
-}
 FORMATS = ("md", "csv", "latex")
 # Paper order: super-resolution, then denoising, then deraining (not the official task index order).
 BLOCK_ORDER = ("sr-x2", "sr-x3", "sr-x4", "denoise-30", "denoise-50", "derain")
@@ -52,7 +47,7 @@ class Block:
 
 
 def _datasets(task: str, present: set[str]) -> list[str]:
-    order = DATASET_ORDER[get_task(task).kind]
+    order = get_task(task).spec.datasets
     return [d for d in order if d in present] + sorted(present - set(order))
 
 
@@ -69,11 +64,7 @@ def _cell(psnr: float, ssim: float | str | None, mark: str = "") -> str:
 
 def task_title(task: str) -> str:
     t = get_task(task)
-    if t.kind == "sr":
-        return f"Super-resolution ×{t.scale} ({t.name})"
-    if t.kind == "denoise":
-        return f"Colour denoising, σ = {t.sigma} ({t.name})"
-    return f"Deraining ({t.name})"
+    return t.spec.title_for(t)
 
 
 def _published_rows(task: str, datasets: list[str], channel: str) -> tuple[list[Row], list[str], bool]:
@@ -191,7 +182,7 @@ def _delta_notes(notes: _DeltaNotes) -> list[str]:
 
 def build_blocks(measured: list[Measured], published: bool = False) -> list[Block]:
     blocks = []
-    for task in (*BLOCK_ORDER, *(t for t in TASK_NAMES if t not in BLOCK_ORDER)):
+    for task in (*BLOCK_ORDER, *(t for t in task_names() if t not in BLOCK_ORDER)):
         rows_for_task = [m for m in measured if m.task == task]
         if not rows_for_task:
             continue

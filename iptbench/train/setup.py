@@ -19,7 +19,7 @@ from iptbench.models.checkpoints import keep_tasks, load_model
 from iptbench.models.ipt import IPT
 from iptbench.models.registry import create_model, model_config
 from iptbench.pairs.patches import PatchDataset, TaskBatchSampler
-from iptbench.tasks import TASK_NAMES, get_task
+from iptbench.tasks import get_task, task_names
 from iptbench.train.data import RangeView, Split, holdout_count, read_manifests, split_holdout, verify_pixels
 from iptbench.train.state import DEFAULT_MODEL, TrainConfig
 
@@ -43,7 +43,7 @@ def build_model(
         if t not in data_tasks:
             raise IptbenchError(f"task {t} is not in the data files (they hold: {', '.join(data_tasks)})")
     if cfg.init is None:
-        tasks = tuple(t for t in TASK_NAMES if t in (wanted or data_tasks))
+        tasks = tuple(t for t in task_names() if t in (wanted or data_tasks))
         return create_model(cfg.model or DEFAULT_MODEL, tasks, seed=cfg.seed), tasks, None
     src = load_model(cfg.init)
     chosen = wanted or [t for t in data_tasks if t in src.tasks]
@@ -64,7 +64,7 @@ def build_model(
             raise IptbenchError(
                 f"--init {cfg.init} is not shaped like {cfg.model} ({'; '.join(diff[:3])}); drop --model"
             )
-    tasks = tuple(t for t in TASK_NAMES if t in chosen)
+    tasks = tuple(t for t in task_names() if t in chosen)
     init_id = {"file": Path(cfg.init).name, "sha256": sha256_file(cfg.init), "tasks": list(src.tasks)}
     return keep_tasks(src, tasks, cfg.init), tasks, init_id
 
@@ -122,7 +122,7 @@ def plan_run(cfg: TrainConfig, rank: int, world_size: int, device: torch.device)
     manifests = read_manifests(cfg.data)
     if cfg.verify_data:
         verify_pixels(cfg.data)  # every rank checks for itself: no collective waits on a long hash
-    data_tasks = [t for t in TASK_NAMES if any(t in m["tasks"] for m in manifests)]
+    data_tasks = [t for t in task_names() if any(t in m["tasks"] for m in manifests)]
     model, tasks, init_id = build_model(cfg, data_tasks)
     _check_patch_size(cfg, manifests, model)
     finetune = cfg.init is not None

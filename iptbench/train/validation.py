@@ -49,7 +49,7 @@ def _tensor(image: np.ndarray) -> torch.Tensor:
 
 def _eval_input(lr: np.ndarray | None, target: np.ndarray, task: Task, profile: Any) -> torch.Tensor:
     """The model input exactly as the eval runner makes it (noise per image from the profile)."""
-    if task.kind == "denoise":
+    if task.spec.eval_input == "noise":
         from iptbench.degradations.noise import noise_for_profile
 
         assert task.sigma is not None

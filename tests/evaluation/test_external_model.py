@@ -24,7 +24,7 @@ from iptbench.cli import app
 from iptbench.errors import IptbenchError
 from iptbench.evaluation.model_specs import parse_model_spec
 from iptbench.ops import imresize
-from iptbench.tasks import TASK_NAMES, get_task
+from iptbench.tasks import OFFICIAL_TASK_NAMES, get_task
 
 MODULE = Path(__file__).stem  # imported by iptbench from this folder (monkeypatch.syspath_prepend)
 GAIN = "IPTBENCH_TEST_CNN_GAIN"  # read by the factory: this module is imported twice (pytest, iptbench)
@@ -32,7 +32,7 @@ runner = CliRunner()
 
 
 class ThreeLayerCNN(nn.Module):
-    tasks = TASK_NAMES
+    tasks = OFFICIAL_TASK_NAMES
 
     def __init__(self, gain: float = 1.0) -> None:
         super().__init__()
@@ -139,7 +139,7 @@ def test_cnn_on_mini_equals_the_baselines(tmp_path: Path) -> None:
     cnn = f"cnn=py:{MODULE}:make_cnn"
     _eval(out, "--suite", "mini", "--model", cnn, "--model", "bicubic", "--model", "input")
     rows = _rows(out)
-    for task in TASK_NAMES:
+    for task in OFFICIAL_TASK_NAMES:
         mine = rows[("cnn", "mini", task)]
         theirs = rows[("bicubic" if task.startswith("sr") else "input", "mini", task)]
         assert mine["images"] == theirs["images"] == "6"

@@ -11,7 +11,7 @@ import torch
 from iptbench.errors import IptbenchError
 from iptbench.models import IPT, checkpoint_info, convert_official, create_model, load_model, save_model
 from iptbench.models.checkpoints import infer_official_config, load_state_dict_strict
-from iptbench.tasks import TASK_NAMES
+from iptbench.tasks import OFFICIAL_TASK_NAMES
 
 TINY_HEADS = 4  # ipt-tiny's heads; official files cannot tell, so conversion is told
 
@@ -103,7 +103,7 @@ def test_inference_of_config_from_shapes() -> None:
     )
     base = create_model("ipt-base", device="meta").state_dict()
     cfg = infer_official_config(base)
-    assert cfg.tasks == TASK_NAMES and cfg.name == "ipt-base" and cfg.num_heads == 12
+    assert cfg.tasks == OFFICIAL_TASK_NAMES and cfg.name == "ipt-base" and cfg.num_heads == 12
 
 
 def test_task_naming_errors(tmp_path: Path) -> None:

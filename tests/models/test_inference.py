@@ -8,7 +8,7 @@ import torch
 from iptbench.errors import IptbenchError
 from iptbench.models import IPT, count_windows, create_model, restore
 from iptbench.models.inference import ensemble_inputs, resolve_precision, undo_ensemble
-from iptbench.tasks import TASK_NAMES
+from iptbench.tasks import OFFICIAL_TASK_NAMES
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +16,7 @@ def tiny() -> IPT:
     return create_model("ipt-tiny", seed=0).eval()
 
 
-@pytest.mark.parametrize("task", TASK_NAMES)
+@pytest.mark.parametrize("task", OFFICIAL_TASK_NAMES)
 def test_restore_shapes_every_task(tiny: IPT, task: str) -> None:
     s = tiny.scale_for(task)
     image = torch.rand(1, 3, 53, 49) * 255

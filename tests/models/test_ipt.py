@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from iptbench.errors import IptbenchError
 from iptbench.models import IPT, create_model, list_models, model_config
 from iptbench.models.transformer import Attention
-from iptbench.tasks import TASK_NAMES
+from iptbench.tasks import OFFICIAL_TASK_NAMES
 
 
 @pytest.mark.parametrize(
@@ -60,7 +60,9 @@ def test_official_key_names_and_shapes() -> None:
         assert tuple(sd[key].shape) == shape, key
     assert "tail.3.0.0.weight" not in sd
     assert not any("in_proj_bias" in k or "out_proj.bias" in k for k in sd)
-    counts = {t: len(create_model("ipt-base", tasks=t, device="meta").state_dict()) for t in TASK_NAMES[:4]}
+    counts = {
+        t: len(create_model("ipt-base", tasks=t, device="meta").state_dict()) for t in OFFICIAL_TASK_NAMES[:4]
+    }
     assert counts == {"sr-x2": 315, "sr-x3": 315, "sr-x4": 317, "derain": 313}
 
 
@@ -98,7 +100,7 @@ def test_token_layout_matches_unfold_and_fold() -> None:
     assert torch.equal(body.untokens(tokens), x)
 
 
-@pytest.mark.parametrize("task", TASK_NAMES)
+@pytest.mark.parametrize("task", OFFICIAL_TASK_NAMES)
 def test_forward_shapes_every_task(task: str) -> None:
     model = create_model("ipt-tiny").eval()
     scale = model.scale_for(task)
@@ -142,7 +144,7 @@ def test_flags_change_keys_and_outputs() -> None:
 def test_registry() -> None:
     assert list_models() == ["ipt-base", "ipt-small", "ipt-tiny"]
     assert list_models("ipt-t*") == ["ipt-tiny"]
-    assert model_config("ipt-base").tasks == TASK_NAMES
+    assert model_config("ipt-base").tasks == OFFICIAL_TASK_NAMES
     with pytest.raises(IptbenchError, match="available"):
         create_model("ipt-huge")
     a = create_model("ipt-tiny", tasks="derain")

@@ -22,9 +22,9 @@ from iptbench.pairs.builder import BuildConfig, build
 from iptbench.pairs.h5tools import verify
 from iptbench.pairs.pairfile import PairWriter
 from iptbench.pairs.sources import generate_images, resolve_sources
-from iptbench.tasks import TASK_NAMES
+from iptbench.tasks import OFFICIAL_TASK_NAMES
 
-CFG = BuildConfig(TASK_NAMES, patch_size=16, patches_per_image=3, seed=7)
+CFG = BuildConfig(OFFICIAL_TASK_NAMES, patch_size=16, patches_per_image=3, seed=7)
 
 
 @pytest.fixture(scope="module")
@@ -62,13 +62,13 @@ def _assert_same(a: Path, b: Path) -> None:
 def test_layout_counts_and_hashes(reference: Path) -> None:
     with h5py.File(reference, "r") as f:
         assert len(f["sources"]) == 10 and (f["status"][...] == 1).all()
-        for t in TASK_NAMES:
+        for t in OFFICIAL_TASK_NAMES:
             s = f[t].attrs["scale"]
             assert f[t]["input"].shape == (30, 16, 16, 3)
             assert f[t]["target"].shape == (30, 16 * s, 16 * s, 3)
             assert f[t]["input"].chunks == (1, 16, 16, 3) and f[t]["input"].dtype == np.uint8
             assert list(f[t]["source"][...]) == [i for i in range(10) for _ in range(3)]
-    assert verify(reference) == dict.fromkeys(TASK_NAMES, True)
+    assert verify(reference) == dict.fromkeys(OFFICIAL_TASK_NAMES, True)
     assert not reference.with_name("ref.h5.partial").exists()
 
 
@@ -78,10 +78,10 @@ def test_same_dataset_whatever_the_worker_count(folder: Path, reference: Path, t
 
 
 def test_seed_changes_content(folder: Path, reference: Path, tmp_path: Path) -> None:
-    other = BuildConfig(TASK_NAMES, patch_size=16, patches_per_image=3, seed=8)
+    other = BuildConfig(OFFICIAL_TASK_NAMES, patch_size=16, patches_per_image=3, seed=8)
     s = build(other, resolve_sources(folder), tmp_path / "s8.h5")
     with h5py.File(reference, "r") as f:
-        assert all(s.hashes[t] != f.attrs[f"sha256_{t}"] for t in TASK_NAMES)
+        assert all(s.hashes[t] != f.attrs[f"sha256_{t}"] for t in OFFICIAL_TASK_NAMES)
 
 
 def test_sr_inputs_are_exact_bicubic(reference: Path) -> None:
@@ -112,7 +112,7 @@ def test_bad_inputs_are_converted_or_skipped(tmp_path: Path) -> None:
     s = build(CFG, resolve_sources(tmp_path), tmp_path / "out" / "b.h5")
     assert s.sources == 8 and s.used == 5
     assert s.skipped == {"unreadable": 2, "too small": 1}
-    assert s.pairs == dict.fromkeys(TASK_NAMES, 15)
+    assert s.pairs == dict.fromkeys(OFFICIAL_TASK_NAMES, 15)
 
 
 def test_no_usable_image_is_an_error(tmp_path: Path) -> None:
@@ -132,7 +132,7 @@ def test_existing_output_and_resume_flags(folder: Path, reference: Path, tmp_pat
     _assert_same(reference, out)
     s = build(CFG, resolve_sources(folder), out, resume=True)
     assert s.already_complete and s.hashes == build(CFG, resolve_sources(folder), out, overwrite=True).hashes
-    other = BuildConfig(TASK_NAMES, patch_size=16, patches_per_image=2, seed=7)
+    other = BuildConfig(OFFICIAL_TASK_NAMES, patch_size=16, patches_per_image=2, seed=7)
     with pytest.raises(IptbenchError, match="other options"):
         build(other, resolve_sources(folder), out, resume=True)
 
@@ -143,7 +143,7 @@ def test_partial_with_other_options_is_refused(folder: Path, tmp_path: Path, mon
     with pytest.raises(KeyboardInterrupt):
         build(CFG, resolve_sources(folder), out, commit_every=1)
     monkeypatch.undo()
-    other = BuildConfig(TASK_NAMES, patch_size=16, patches_per_image=3, seed=99)
+    other = BuildConfig(OFFICIAL_TASK_NAMES, patch_size=16, patches_per_image=3, seed=99)
     with pytest.raises(IptbenchError, match="other options.*seed"):
         build(other, resolve_sources(folder), out)
     assert out.with_name("p.h5.partial").exists()
@@ -179,7 +179,7 @@ def test_disk_full_keeps_the_partial_for_resume(
 def test_kill_9_then_rerun_equals_uninterrupted(tmp_path: Path) -> None:
     src = tmp_path / "imgs"
     generate_images(src, 40, (200, 200), seed=3)
-    cfg = BuildConfig(TASK_NAMES, patch_size=24, patches_per_image=6, seed=1)
+    cfg = BuildConfig(OFFICIAL_TASK_NAMES, patch_size=24, patches_per_image=6, seed=1)
     ref = build(cfg, resolve_sources(src), tmp_path / "ref.h5", workers=1)
     out = tmp_path / "k.h5"
     partial = tmp_path / "k.h5.partial"
@@ -202,6 +202,6 @@ def test_kill_9_then_rerun_equals_uninterrupted(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "resuming" in done.stderr
     with h5py.File(out, "r") as f:
-        assert {t: f.attrs[f"sha256_{t}"] for t in TASK_NAMES} == ref.hashes
+        assert {t: f.attrs[f"sha256_{t}"] for t in OFFICIAL_TASK_NAMES} == ref.hashes
     _assert_same(tmp_path / "ref.h5", out)
     assert out.stat().st_size <= 1.05 * (tmp_path / "ref.h5").stat().st_size  # no orphaned chunks

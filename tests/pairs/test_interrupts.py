@@ -14,9 +14,9 @@ from iptbench.pairs.builder import BuildConfig, build
 from iptbench.pairs.pairfile import PairWriter
 from iptbench.pairs.sources import generate_images, resolve_sources
 from iptbench.pairs.undolog import UndoFile
-from iptbench.tasks import TASK_NAMES
+from iptbench.tasks import OFFICIAL_TASK_NAMES
 
-CFG = BuildConfig(TASK_NAMES, patch_size=16, patches_per_image=3, seed=2)
+CFG = BuildConfig(OFFICIAL_TASK_NAMES, patch_size=16, patches_per_image=3, seed=2)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def _interrupt_after(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
 
 def _hashes(path: Path) -> dict[str, str]:
     with h5py.File(path, "r") as f:
-        return {t: str(f.attrs[f"sha256_{t}"]) for t in TASK_NAMES}
+        return {t: str(f.attrs[f"sha256_{t}"]) for t in OFFICIAL_TASK_NAMES}
 
 
 def test_ctrl_c_rolls_the_partial_back_to_its_last_commit(

@@ -20,7 +20,7 @@ import pytest
 
 from iptbench.pairs.sources import generate_images
 from iptbench.pairs.undolog import UndoFile, recover
-from iptbench.tasks import TASK_NAMES
+from iptbench.tasks import OFFICIAL_TASK_NAMES
 
 
 def _write(f: UndoFile, offset: int, data: bytes) -> None:
@@ -79,8 +79,10 @@ def test_torn_log_record_is_ignored(tmp_path: Path) -> None:
 
 def _content(path: Path) -> dict[str, np.ndarray | str]:
     with h5py.File(path, "r") as f:
-        out: dict[str, np.ndarray | str] = {f"sha256_{t}": str(f.attrs[f"sha256_{t}"]) for t in TASK_NAMES}
-        for t in TASK_NAMES:
+        out: dict[str, np.ndarray | str] = {
+            f"sha256_{t}": str(f.attrs[f"sha256_{t}"]) for t in OFFICIAL_TASK_NAMES
+        }
+        for t in OFFICIAL_TASK_NAMES:
             for key in ("input", "target", "source"):
                 out[f"{t}/{key}"] = f[t][key][...]
     return out

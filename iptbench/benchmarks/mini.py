@@ -54,6 +54,7 @@ def cache_dir() -> Path:
 
 def rainy_path(clean: Path, index: int) -> Path:
     """The rainy version of photo `index`, synthesised once (seeded by index) and cached as a PNG."""
+    from iptbench.degradations.arrays import to_uint8
     from iptbench.degradations.rain import DEFAULT_RANGES, synth_rain_layers
     from iptbench.images import read_image, write_png
 
@@ -64,7 +65,7 @@ def rainy_path(clean: Path, index: int) -> Path:
     h, w = image.shape[:2]
     rng = np.random.default_rng([RAIN_SEED, index])
     layer = synth_rain_layers(rng, 1, max(h, w))[0, :h, :w, None]  # square synthesiser: crop its layer
-    rainy = np.clip(np.rint(image.astype(np.float32) + layer), 0, 255).astype(np.uint8)
+    rainy = to_uint8(np.add(layer, image, dtype=np.float32))  # clip and round as the training pairs do
     write_png(path, rainy)  # atomic: a killed run leaves the old file or none
     return path
 

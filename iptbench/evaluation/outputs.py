@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from iptbench.io import atomic_write_text
+
 if TYPE_CHECKING:
     from iptbench.evaluation.state import CellRecord, ImageRow
 
@@ -59,12 +61,6 @@ def _fmt(value: float | None) -> str:
     if value is None:
         return ""
     return repr(float(value))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    from iptbench.io import atomic_write_text as write
-
-    write(path, text)
 
 
 def remove_stale_temporaries(out: Path) -> None:

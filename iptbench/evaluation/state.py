@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from iptbench.evaluation.outputs import BROKEN_COLUMNS, atomic_write_text
+from iptbench.evaluation.outputs import BROKEN_COLUMNS
+from iptbench.io import atomic_write_text
 
 STATE_FILE = "state.json"
 STATE_VERSION = 2

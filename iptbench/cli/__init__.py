@@ -6,6 +6,7 @@ May import every other iptbench package; none imports it.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -166,4 +167,9 @@ for _module in (metrics, lpips_weights, datasets, build_data, weights, restore, 
 
 
 def main() -> None:
-    app()  # IptbenchGroup.main turns every failure into one line and the exit status
+    try:
+        app()  # IptbenchGroup.main turns every failure into one line and the exit status
+    finally:
+        # The command is over (its files are written): a Ctrl-C during interpreter shutdown would only
+        # print an "Exception ignored" traceback from a weakref callback and change nothing.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

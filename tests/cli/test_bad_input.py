@@ -386,7 +386,7 @@ def _interrupt_once_growing(cmd: list[str], partial: Path, grow: int) -> subproc
 
 def test_ctrl_c_during_a_resumed_build_is_one_line_and_resumable(tmp_path: Path) -> None:
     src = tmp_path / "imgs"
-    generate_images(src, 40, (100, 100), seed=3)
+    generate_images(src, 120, (100, 100), seed=3)  # long enough that the interrupt lands mid-build
     out, partial = tmp_path / "k.h5", tmp_path / "k.h5.partial"
     tasks = ("sr-x2", "derain")
     cmd = _cli("build-data", str(src), str(out), "--patch-size", "24", "-k", "6", "-j", "2")

@@ -3,9 +3,12 @@
     python benchmarks/bench_threads.py            # idle, then with one busy process per core
     python benchmarks/bench_threads.py --quick
 
-Two workloads, each timed in a fresh process per setting (torch fixes its pool at first use):
+Three workloads, each timed in a fresh process per setting (torch fixes its pool at first use):
 - `bicubic`: what `iptbench eval --model bicubic` does per image (MATLAB imresize down and up, Y PSNR);
-- `ipt-tiny`: training steps (forward, L1, backward, Adam) on a batch of four 48x48 windows.
+- `ipt-tiny eval`: one batch of 64 48x48 windows through ipt-tiny (what eval and restore run), where
+  iptbench gives inference the idle cores;
+- `ipt-tiny train`: a training step (forward, L1, backward, Adam) on a batch of 16 48x48 windows, which
+  iptbench keeps on one thread so that the same command gives the same weights whatever the load.
 "Loaded" starts one busy-looping process per core for the run, as a shared CI runner or a laptop compiling
 in the background would. The ratio is default time / iptbench time: above 1 means iptbench's choice wins.
 """
@@ -36,12 +39,19 @@ if work == "bicubic":
         lr = imresize(img, 0.5, "matlab")
         sr = imresize(lr, 2.0, "matlab")
         psnr(sr, img, crop=2, channel="y")
+elif work == "ipt-tiny eval":
+    from iptbench.models import create_model
+    model = create_model("ipt-tiny", "denoise-30").eval()
+    threads.for_inference() if mode == "iptbench" else None
+    x = torch.rand(64, 3, 48, 48) * 255
+    def step():
+        with torch.inference_mode():
+            model(x, "denoise-30")
 else:
     from iptbench.models import create_model
     model = create_model("ipt-tiny", "sr-x2")
-    threads.for_model(sum(p.numel() for p in model.parameters())) if mode == "iptbench" else None
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    x, y = torch.rand(4, 3, 48, 48) * 255, torch.rand(4, 3, 96, 96) * 255
+    x, y = torch.rand(16, 3, 48, 48) * 255, torch.rand(16, 3, 96, 96) * 255
     def step():
         opt.zero_grad()
         (model(x, "sr-x2") - y).abs().mean().backward()
@@ -75,7 +85,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     args = parser.parse_args()
-    reps = {"bicubic": 10 if args.quick else 40, "ipt-tiny": 5 if args.quick else 20}
+    reps = {"bicubic": 10 if args.quick else 40, "ipt-tiny eval": 2 if args.quick else 5}
+    reps["ipt-tiny train"] = 2 if args.quick else 5
     table = Table(title=f"thread choice, {len(os.sched_getaffinity(0))} cores (seconds per unit, best of 2)")
     for column in ("load", "workload", "torch default", "iptbench", "default / iptbench"):
         table.add_column(column)

@@ -9,21 +9,24 @@ order); the known tasks (`TASKS`, `task_names()`) are those six plus any added w
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import pickle
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
+from iptbench.degradations.noise import NOISE_ALGORITHM
 from iptbench.errors import IptbenchError
 
 # How the evaluation input is made from a benchmark item:
 #   "lr": the LR file next to the HR image, else MATLAB-style uint8 bicubic of the mod-cropped HR;
 #   "noise": the clean image; the eval runner adds float Gaussian noise of the task's sigma (metric profile);
 #   "paired": the item's own degraded file (rainy/clean pairs);
-#   "clean": the kind's `corrupt` applied to the clean image (rng seeded with EVAL_SEED).
+#   "clean": the kind's `corrupt` applied to the clean image (rng seeded with EVAL_SEED and the task's index).
 EvalInput = Literal["lr", "noise", "paired", "clean"]
-# (clean uint8 batch K x H x W x 3 or one H x W x 3 image, task, rng, streak bank or None) -> uint8 input
+# (clean uint8 batch K x H x W x 3 or one H x W x 3 image, task, rng, the --rain-streaks StreakBank for a kind
+# with uses_rain_streaks, else None) -> uint8 input
 Corruption = Callable[[np.ndarray, "Task", np.random.Generator, Any], np.ndarray]
 EVAL_SEED = 0
 
@@ -55,6 +58,13 @@ class TaskKind:
     datasets: tuple[str, ...]  # benchmark sets in table order
     suite_required: tuple[str, ...] = ()  # of `datasets`, those always planned by its suite (rest: optional)
     folder_tags: tuple[str, ...] = ("{name}",)  # folder names of precomputed outputs, formatted like title
+    # `corrupt` draws on `--rain-streaks` (its 4th argument is the StreakBank, or None for synthetic rain):
+    # build-data loads the bank in its workers and records the rain in the pair file's identity.
+    uses_rain_streaks: bool = False
+    # Version of what makes the evaluation input from the clean image ("noise": the float noise; "clean":
+    # `corrupt`), part of those kinds' cell identity: bump it whenever that function's output changes, so
+    # results made from other inputs are never reused. Unused by "lr" and "paired" (their inputs are files).
+    eval_version: str = "1"
 
     @property
     def suite_optional(self) -> tuple[str, ...]:
@@ -126,6 +136,50 @@ def unregister_kind(name: str) -> None:
     KINDS.pop(name, None)
 
 
+def uses_rain_streaks(names: Iterable[str]) -> bool:
+    """Whether any of these tasks' corruptions draws on `--rain-streaks`."""
+    return any(get_task(n).spec.uses_rain_streaks for n in names)
+
+
+Registrations = tuple[tuple[TaskKind, ...], tuple[Task, ...]]
+
+
+def runtime_registrations(names: Iterable[str]) -> Registrations:
+    """The kinds and tasks among `names` that a fresh interpreter would not know: those registered at runtime.
+
+    Worker processes started with `spawn` (or `forkserver`) import iptbench anew and know only the
+    built-ins; these travel to them pickled (see `restore_registrations`). Pickle stores functions by
+    module and name, so a kind's functions must be module-level; anything else is refused here, in one
+    line, rather than as a worker's traceback.
+    """
+    tasks = tuple(t for t in (get_task(n) for n in names) if t.name not in OFFICIAL_TASK_NAMES)
+    kinds = tuple({t.kind: t.spec for t in tasks if t.kind not in _BUILTIN_KINDS}.values())
+    for kind in kinds:
+        try:
+            pickle.dumps(kind)
+        except (pickle.PicklingError, AttributeError, TypeError) as exc:
+            raise IptbenchError(
+                f"task kind {kind.name!r} cannot reach worker processes: its functions must be "
+                f"module-level (picklable) ({exc}); or use --workers 1"
+            ) from None
+    return kinds, tasks
+
+
+def restore_registrations(registrations: Registrations) -> None:
+    """Register in this process (a worker) what `runtime_registrations` sent and it does not know yet.
+
+    A name this process already knows (forked workers inherit the registry; a module may register its kind
+    when imported) is left as it is.
+    """
+    kinds, tasks = registrations
+    for kind in kinds:
+        if kind.name not in KINDS:
+            register_kind(kind)
+    for task in tasks:
+        if task.name not in TASKS:
+            register_task(task)
+
+
 def next_index() -> int:
     return max(t.official_index for t in TASKS.values()) + 1
 
@@ -146,11 +200,11 @@ for _kind in (
     TaskKind(
         "denoise", "Colour denoising, σ = {sigma} ({name})", corrupt_denoise, "noise", "denoise", "denoise",
         ("CBSD68", "Kodak24", "McMaster", "Urban100"), ("CBSD68", "Urban100"),
-        ("{name}", "sigma{sigma}", "s{sigma}", "noise{sigma}", "{sigma}"),
+        ("{name}", "sigma{sigma}", "s{sigma}", "noise{sigma}", "{sigma}"), eval_version=NOISE_ALGORITHM,
     ),
     TaskKind(
         "derain", "Deraining ({name})", corrupt_derain, "paired", "derain", "derain",
-        ("Rain100L", "Rain100H"), ("Rain100L",),
+        ("Rain100L", "Rain100H"), ("Rain100L",), uses_rain_streaks=True,
     ),
 ):  # fmt: skip
     register_kind(_kind)

@@ -3,10 +3,12 @@
 Why not torch's default (one thread per core): intra-op threads spin-wait for each other, so on a machine
 whose cores are busy with other work, a small model or a metric chain runs many times slower with several
 threads than with one (`python benchmarks/bench_threads.py` measures it). The rule:
-- light work (metric chains, bicubic, ipt-tiny/ipt-small, data workers) runs on one thread: its tensors are
-  too small for threads to pay for their synchronisation;
-- heavy work (a model above `HEAVY_PARAMETERS`, such as ipt-base) uses the cores that are idle now
-  (cores minus the one-minute load average, at least one).
+- light work (metric chains, bicubic, data and build workers) runs on one thread: its tensors are too
+  small for threads to pay for their synchronisation;
+- a network's inference (eval, restore) uses the cores that are idle now (cores minus the one-minute load
+  average, at least one): all of them on an idle machine, one on a busy one;
+- training stays on one thread unless told otherwise: CPU kernels sum in an order that depends on the
+  thread count, so a load-dependent count would make the same command give different weights.
 """
 
 from __future__ import annotations
@@ -15,8 +17,6 @@ import os
 from dataclasses import dataclass
 
 import torch
-
-HEAVY_PARAMETERS = 20_000_000  # ipt-small has 10 M, ipt-base 115 M
 
 
 @dataclass
@@ -66,9 +66,9 @@ def configure(requested: int | None = None) -> int:
     return _choice.threads
 
 
-def for_model(num_parameters: int) -> int:
-    """Raise the thread count for a heavy model when iptbench chose it; an explicit choice stays."""
-    if _choice.source == "auto" and num_parameters >= HEAVY_PARAMETERS:
+def for_inference() -> int:
+    """Give a network's inference the idle cores when iptbench chose the count; an explicit choice stays."""
+    if _choice.source == "auto":
         torch.set_num_threads(idle_cores())
     return torch.get_num_threads()
 

@@ -132,25 +132,7 @@ def fetch_dataset(
     expected = bench.fetch.sha256 if bench.fetch is not None and url is None and archive is None else None
     try:
         if archive is None:
-            url = url or (bench.fetch.url if bench.fetch is not None else None)
-            if url is None:
-                raise IptbenchError(
-                    f"{bench.name} has no public download ({bench.notes or bench.source});"
-                    f" {manual_hint(bench.name, root)} or pass --archive FILE"
-                )
-            filename = Path(urllib.parse.urlparse(url).path).name or f"{bench.name}.archive"
-            archive = root / DOWNLOAD_DIR / filename
-            if not archive.is_file():
-                try:
-                    download(url, archive, show_progress=show_progress)
-                except PermissionError:
-                    raise
-                except (OSError, urllib.error.URLError, ValueError) as exc:
-                    reason = getattr(exc, "reason", None) or exc
-                    raise IptbenchError(
-                        f"cannot download {bench.name} from {url} ({reason}); {manual_hint(bench.name, root)}"
-                        " or pass --archive FILE"
-                    ) from None
+            archive = _download_archive(bench, root, url, show_progress)
         elif not archive.is_file():
             raise IptbenchError(f"--archive {archive} is not a file")
         digest = sha256_file(archive)
@@ -158,22 +140,52 @@ def fetch_dataset(
             raise IptbenchError(
                 f"{archive} has sha256 {digest}, expected {expected}; delete it and fetch again"
             )
-        root.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=".extract-", dir=root))
-        try:
-            safe_extract(archive, work)
-            folder = _find_dataset_folder(work, bench)
-            if folder is None:
-                raise IptbenchError(
-                    f"{archive.name} holds no folder for {bench.name}; {manual_hint(bench.name, root)}"
-                )
-            _arrange(folder, bench)
-            final = root / bench.name
-            shutil.move(str(folder), str(final))
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        final = _extract_and_arrange(archive, root, bench)
     except PermissionError as exc:
         raise IptbenchError(
             f"cannot write to {exc.filename or root}: permission denied; pass --data-root"
         ) from None
     return FetchResult(bench.name, final, archive, digest, expected is not None)
+
+
+def _download_archive(bench: Benchmark, root: Path, url: str | None, show_progress: bool) -> Path:
+    """The benchmark's archive under root/DOWNLOAD_DIR, downloaded from `url` (or its own) unless there."""
+    url = url or (bench.fetch.url if bench.fetch is not None else None)
+    if url is None:
+        raise IptbenchError(
+            f"{bench.name} has no public download ({bench.notes or bench.source});"
+            f" {manual_hint(bench.name, root)} or pass --archive FILE"
+        )
+    filename = Path(urllib.parse.urlparse(url).path).name or f"{bench.name}.archive"
+    archive = root / DOWNLOAD_DIR / filename
+    if not archive.is_file():
+        try:
+            download(url, archive, show_progress=show_progress)
+        except PermissionError:
+            raise  # the caller says which folder cannot be written
+        except (OSError, urllib.error.URLError, ValueError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            raise IptbenchError(
+                f"cannot download {bench.name} from {url} ({reason}); {manual_hint(bench.name, root)}"
+                " or pass --archive FILE"
+            ) from None
+    return archive
+
+
+def _extract_and_arrange(archive: Path, root: Path, bench: Benchmark) -> Path:
+    """Extract into a scratch folder under root, arrange the benchmark's folder and move it into place."""
+    root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".extract-", dir=root))
+    try:
+        safe_extract(archive, work)
+        folder = _find_dataset_folder(work, bench)
+        if folder is None:
+            raise IptbenchError(
+                f"{archive.name} holds no folder for {bench.name}; {manual_hint(bench.name, root)}"
+            )
+        _arrange(folder, bench)
+        final = root / bench.name
+        shutil.move(str(folder), str(final))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return final

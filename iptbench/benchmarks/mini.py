@@ -1,12 +1,14 @@
 """`mini`: a test set that needs no download, made of the colour photos that ship inside scikit-image.
 
 Six photographs (astronaut, chelsea, coffee, rocket, motorcycle_left, motorcycle_right; their licences are
-listed in the README) serve every task, corrupted deterministically the way the real suites are:
+listed in the README), each cut to its centre 288 x 288 (so the whole suite, six tasks, runs in about a
+minute on two cores), serve every task, corrupted deterministically the way the real suites are:
 - SR: MATLAB-style uint8 bicubic of the image mod-cropped to the scale (`load_item`'s on-the-fly path);
 - denoising: the evaluation's fixed per-image noise seed, added by the runner as for CBSD68;
-- deraining: our rain synthesiser (iptbench.degradations.rain) with a fixed per-image seed. The rainy image is
-  written once to a cache folder and then read like a Rain100L input, so its sha256 is part of each
-  cell's identity and a change of the synthesiser can never be mistaken for the same input.
+- deraining: our rain synthesiser (iptbench.degradations.rain) with a fixed per-image seed.
+The crops and the rainy images are written once to a cache folder and then read like any benchmark's
+files, so their sha256 is part of each cell's identity: a change of the crop or of the synthesiser can
+never be mistaken for the same input.
 scikit-image is a hard dependency, so `mini` is the same six images on every install; scikit-learn's and
 matplotlib's photos are not used, because whether they are installed would change the set.
 """
@@ -32,9 +34,11 @@ PHOTOS = (
     "motorcycle_right.png",
 )
 RAIN_SEED = 20210601  # any fixed number: the IPT paper's CVPR year and month
+CROP = 288  # divisible by 2, 3 and 4: every SR scale keeps the whole crop
 
 
-def photo_paths() -> list[Path]:
+def source_paths() -> list[Path]:
+    """The uncropped photos inside the installed scikit-image."""
     import skimage
 
     folder = Path(skimage.__file__).resolve().parent / "data"
@@ -52,13 +56,32 @@ def cache_dir() -> Path:
     return Path(os.environ.get("IPTBENCH_CACHE", Path.home() / ".cache" / "iptbench")) / "mini"
 
 
+def crop_path(source: Path) -> Path:
+    """The centre CROP x CROP of a photo (smaller sides kept whole), written once to the cache as a PNG."""
+    from iptbench.images import read_image, write_png
+
+    path = cache_dir() / f"crop{CROP}" / f"{source.stem}.png"
+    if path.is_file():
+        return path
+    image = read_image(source)
+    h, w = image.shape[:2]
+    top, left = max(0, (h - CROP) // 2), max(0, (w - CROP) // 2)
+    write_png(path, np.ascontiguousarray(image[top : top + CROP, left : left + CROP]))  # atomic
+    return path
+
+
+def photo_paths() -> list[Path]:
+    """The six cropped clean photos of the suite (made on first use)."""
+    return [crop_path(p) for p in source_paths()]
+
+
 def rainy_path(clean: Path, index: int) -> Path:
     """The rainy version of photo `index`, synthesised once (seeded by index) and cached as a PNG."""
     from iptbench.degradations.arrays import to_uint8
     from iptbench.degradations.rain import DEFAULT_RANGES, synth_rain_layers
     from iptbench.images import read_image, write_png
 
-    path = cache_dir() / f"rain-v{DEFAULT_RANGES.version}-seed{RAIN_SEED}" / f"{clean.stem}.png"
+    path = cache_dir() / f"rain-v{DEFAULT_RANGES.version}-seed{RAIN_SEED}-crop{CROP}" / f"{clean.stem}.png"
     if path.is_file():
         return path
     image = read_image(clean)

@@ -13,7 +13,7 @@ from rich.progress import (
     Progress,
 )
 
-from iptbench.benchmarks.layouts import find_lr_file
+from iptbench.benchmarks.layouts import Layout, find_lr_file
 from iptbench.benchmarks.registry import (
     Benchmark,
     fetch_command,
@@ -122,19 +122,37 @@ def verify_dataset(name: str, root: Path | str | None = None, *, show_progress: 
         lr_files[scale] = {t: find_lr_file(lr_dir, t.stem, scale) if lr_dir else None for t in layout.targets}
     files = [f for p in layout.pairs for f in (p.rainy, p.clean)] + list(layout.targets)
     files += [f for by_target in lr_files.values() for f in by_target.values() if f is not None]
+    sizes, readable = _read_sizes(files, bench.name, show_progress)
+    checks.append(readable)
+    checks.append(_size_check(layout, lr_files, sizes, bench))
+    checks.append(_sha_check(root, folder, bench))
+    return report
 
+
+def _read_sizes(
+    files: list[Path], name: str, show_progress: bool
+) -> tuple[dict[Path, tuple[int, int]], Check]:
+    """(width, height) of every file that decodes, and the "readable" check naming those that do not."""
     sizes: dict[Path, tuple[int, int]] = {}
     unreadable = []
     with Progress(console=_stderr, disable=not show_progress, transient=True) as bar:
-        for path in bar.track(files, description=f"reading {bench.name}"):
+        for path in bar.track(files, description=f"reading {name}"):
             try:
                 image = read_image(path)
             except ImageReadError as exc:
                 unreadable.append(str(exc))
                 continue
             sizes[path] = (image.shape[1], image.shape[0])
-    checks.append(Check("readable", not unreadable, f"{len(sizes)}/{len(files)} files decode", unreadable))
+    return sizes, Check("readable", not unreadable, f"{len(sizes)}/{len(files)} files decode", unreadable)
 
+
+def _size_check(
+    layout: Layout,
+    lr_files: dict[int, dict[Path, Path | None]],
+    sizes: dict[Path, tuple[int, int]],
+    bench: Benchmark,
+) -> Check:
+    """LR files match their mod-cropped HR targets, rainy images their clean ones; the sizes summarised."""
     size_problems = []
     for scale, by_target in lr_files.items():
         for target, lr in by_target.items():
@@ -158,6 +176,4 @@ def verify_dataset(name: str, root: Path | str | None = None, *, show_progress: 
             detail += f"; this is the {label}"
     if lr_files:
         detail += "; LR x" + "/".join(str(s) for s in lr_files) + " consistent" if not size_problems else ""
-    checks.append(Check("sizes", not size_problems, detail, size_problems))
-    checks.append(_sha_check(root, folder, bench))
-    return report
+    return Check("sizes", not size_problems, detail, size_problems)

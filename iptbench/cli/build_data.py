@@ -61,6 +61,13 @@ def build_data(
         "--rain-streaks",
         help="Folder of rain-streak maps (e.g. RainTrainL rainstreak*.png) to add instead.",
     ),
+    max_side: int | None = typer.Option(
+        None,
+        "--max-side",
+        min=1,
+        help="Shrink sources whose longer side is above this many pixels (MATLAB bicubic) before "
+        "cropping, so that large photos give crops with ImageNet-like texture (e.g. 640). Default: keep.",
+    ),
     resume: bool = typer.Option(
         False, "--resume", help="Continue OUTPUT.partial (also automatic), or check OUTPUT."
     ),
@@ -84,9 +91,8 @@ def build_data(
     if compression not in ("lzf", "gzip", "none"):
         raise IptbenchError(f"--compression must be lzf, gzip or none, not {compression!r}")
     selected = tuple(t.name for t in parse_tasks(parse_list(tasks, "--tasks", "sr-x2,denoise-30")))
-    cfg = BuildConfig(
-        selected, patch_size, patches_per_image, seed, compression, _streak_dir(rain_streaks, selected)
-    )
+    streaks = _streak_dir(rain_streaks, selected)
+    cfg = BuildConfig(selected, patch_size, patches_per_image, seed, compression, streaks, max_side)
     sources = resolve_sources(source)
     if limit is not None:
         sources = sources[:limit]
@@ -126,9 +132,11 @@ def build_data(
 def _streak_dir(path: Path | None, tasks: tuple[str, ...]) -> str | None:
     if path is None:
         return None
-    if "derain" not in tasks:
+    from iptbench.tasks import uses_rain_streaks
+
+    if not uses_rain_streaks(tasks):
         raise IptbenchError(
-            "--rain-streaks only matters with the derain task; add it to --tasks or drop the flag"
+            "--rain-streaks only matters with a rain task (derain); add it to --tasks or drop the flag"
         )
     return str(path)
 

@@ -37,15 +37,41 @@ class LpipsNet(StrEnum):
     vgg = "vgg"
 
 
-def _profile_task(profile: str, scale: int | None) -> Task:
-    """The task a profile is applied to: SR at --scale, else the profile's own kind."""
-    from iptbench.tasks import TASKS, Task, get_task
+def _own_tasks(profile: str) -> list[Task]:
+    """The known tasks whose kind defaults to this profile (iptbench.tasks), in registry order."""
+    from iptbench.tasks import TASKS
 
-    if scale is not None and scale > 1 and profile in ("sr", "ipt-legacy"):
-        return TASKS.get(f"sr-x{scale}") or Task(f"sr-x{scale}", "sr", scale, None, -1)
-    if profile == "sr":
-        raise IptbenchError("--profile sr needs --scale N (its border crop equals the scale), or pass --crop")
-    return get_task("derain" if profile == "derain" else "denoise-30")
+    return [t for t in TASKS.values() if t.spec.profile == profile]
+
+
+def _scaled_only(profile: str) -> bool:
+    """Whether only scaled kinds default to the profile (sr): its crop rule then needs the scale."""
+    own = _own_tasks(profile)
+    return bool(own) and all(t.scale > 1 for t in own)
+
+
+def _profile_task(profile: str, scale: int | None) -> Task:
+    """The task a profile is applied to, asked of the registry (iptbench.tasks).
+
+    With --scale N > 1, the known task of that scale (or one of the scaled kind made up for N); otherwise
+    the first unscaled task of the kind whose default profile this is, or the first unscaled task when no
+    kind defaults to it (ipt-legacy).
+    """
+    from iptbench.tasks import TASKS, Task
+
+    known = list(TASKS.values())
+    if scale is not None and scale > 1:
+        at_scale = next((t for t in known if t.scale == scale), None)
+        if at_scale is not None:
+            return at_scale
+        kind = next(t.kind for t in known if t.scale > 1)
+        return Task(f"{kind}-x{scale}", kind, scale, None, -1)
+    if _scaled_only(profile):
+        raise IptbenchError(
+            f"--profile {profile} needs --scale N (its border crop equals the scale), or pass --crop"
+        )
+    unscaled = [t for t in known if t.scale == 1]
+    return next((t for t in _own_tasks(profile) if t.scale == 1), unscaled[0])
 
 
 KNOWN_SCALES = (1, 2, 3, 4)  # the SR tasks' scales; 1 = not super-resolution, no border crop
@@ -64,19 +90,20 @@ def resolve_settings(
             f"pass --crop N explicitly to score x{scale} results"
         )
     if profile is None and scale is not None and scale > 1:
-        profile = "sr"
+        profile = _profile_task("", scale).spec.profile  # --scale alone: the scaled kind's own profile
     if profile is None:
         crop_v, channel_v = crop or 0, channel or "y"
         return crop_v, channel_v, f"no profile: {channel_v.upper()} channel, border crop {crop_v} px"
     from iptbench.metrics import get_profile
 
     prof = get_profile(profile)
-    if profile == "sr" and scale is None and crop is not None:
-        task = None  # an explicit crop stands in for the scale
+    if scale is None and crop is not None and _scaled_only(profile):
+        # An explicit crop stands in for the scale; the channel is the one of the profile's own kind.
+        crop_v, channel_v = crop, channel or prof.channel_for(_own_tasks(profile)[0].kind)
     else:
         task = _profile_task(profile, scale)
-    crop_v = crop if crop is not None else prof.crop_for(task)
-    channel_v = channel if channel is not None else (prof.channel_for(task) if task else "y")
+        crop_v = crop if crop is not None else prof.crop_for(task)
+        channel_v = channel if channel is not None else prof.channel_for(task)
     overrides = [f"{k} {v}" for k, v in (("crop", crop), ("channel", channel)) if v is not None]
     line = prof.describe()
     if overrides:

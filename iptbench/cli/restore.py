@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from iptbench import threads
 from iptbench.cli._common import console, err_console, user_errors
 
 
@@ -113,6 +114,7 @@ def restore_command(
     assert weights is not None
     precision = resolve_precision(precision, dev)  # checked before the weights are loaded
     ipt = load_model(weights, device=dev, num_heads=num_heads)
+    threads.for_inference()
     ipt.task_index(task)  # clear error if the weights lack this task
     total = sum(
         count_windows(ipt, h, w, tile_mode=tile_mode, self_ensemble=self_ensemble)  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ weights_app = typer.Typer(
 @user_errors
 def convert(
     official: Path = typer.Argument(
-        ..., help="Official PyTorch checkpoint (IPT_pretrain.pt, IPT_sr2.pt, ...)."
+        ..., help="Official PyTorch checkpoint (IPT_pretrain.pt, IPT_sr2.pt, ...) or our .safetensors."
     ),
     out: Path = typer.Argument(..., help="Output .safetensors file (weights + config + tasks)."),
     num_heads: int = typer.Option(
@@ -31,11 +31,16 @@ def convert(
         "tail scales and the file name; IPT_pretrain.pt -> sr-x2,sr-x3,sr-x4,derain,denoise-30,denoise-50).",
     ),
     force: bool = typer.Option(False, "--overwrite", "--force", help="Replace OUT if it exists."),
+    half: bool = typer.Option(
+        False, "--half", help="Store the weights in float16 (half the size; loading casts to float32)."
+    ),
 ) -> None:
-    """Read an official checkpoint (torch.load weights_only), check it strictly, write our format.
+    """Read an official checkpoint (torch.load weights_only) or ours, check it strictly, write our format.
 
     Example: [bold]iptbench weights convert IPT_sr2.pt ipt_sr2.safetensors[/]
     """
+    import torch
+
     from iptbench.errors import IptbenchError
     from iptbench.io import check_output
     from iptbench.models.checkpoints import convert_official
@@ -45,7 +50,8 @@ def convert(
         raise IptbenchError(f"output {out} should end in .safetensors")
     task_list = parse_list(tasks, "--tasks", "sr-x2")
     with console.status(f"converting {escape(official.name)}"):
-        model = convert_official(official, out, num_heads=num_heads, tasks=task_list)
+        dtype = torch.float16 if half else None
+        model = convert_official(official, out, num_heads=num_heads, tasks=task_list, dtype=dtype)
     console.print(
         f"wrote [bold]{escape(str(out))}[/] ({model.num_parameters():,} parameters; "
         f"tasks {', '.join(model.tasks)}; "

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from iptbench.ops.color import quantize_array
-
 
 def batched(images: np.ndarray) -> tuple[np.ndarray, bool]:
     """`images` (K x H x W x 3 or H x W x 3 uint8) as a K x H x W x 3 batch, and whether it was one image."""
@@ -20,4 +18,8 @@ def batched(images: np.ndarray) -> tuple[np.ndarray, bool]:
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
     """iptbench.ops.quantize then uint8, on a float array x (overwritten)."""
+    # Imported here: iptbench.ops.color loads torch, and iptbench.tasks reads NOISE_ALGORITHM from
+    # iptbench.degradations.noise (which uses this module) at import, which must stay light.
+    from iptbench.ops.color import quantize_array
+
     return quantize_array(x).astype(np.uint8)

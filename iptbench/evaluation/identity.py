@@ -7,7 +7,9 @@ A cell is (row label, dataset, task). Its identity is a small JSON object:
   precomputed images the folder they came from (their bytes are in ``restored_sha256``);
 * ``task`` and ``profile`` (channel, crop, grey rule of the metric profile for this task);
 * ``inputs_sha256``: one sha256 over the sha256 of every input file of the cell (ground truth, LR/rainy);
-* ``noise``: seed, clipping and the noise algorithm version (denoising only);
+* ``noise``: seed, clipping and the noise algorithm version (kinds whose eval input is "noise" only);
+* ``corruption``: for kinds whose eval input is their corruption of the clean image ("clean"), the kind,
+  its ``eval_version`` and the seed of that corruption (absent for the other kinds);
 * ``scoring_version``: bumped whenever a metric's result changes, so old numbers are never reused;
 * ``limit`` and ``lpips``: a first-N smoke run or a run without LPIPS has other columns.
 
@@ -22,8 +24,7 @@ import hashlib
 import json
 from typing import Any
 
-from iptbench.degradations.noise import NOISE_ALGORITHM
-from iptbench.tasks import Task
+from iptbench.tasks import EVAL_SEED, Task
 
 # 1: grey ground truth replicated to RGB under every profile. 2: literature profiles score grey images on
 # their grey values (Set14's bridge.png moved by 1.32 dB), and grey images also get IPT's replicated PSNR.
@@ -56,11 +57,19 @@ def noise_identity(profile: Any, task: Task) -> Identity | None:
     if task.spec.eval_input != "noise":
         return None
     return {
-        "algorithm": NOISE_ALGORITHM,
+        "algorithm": task.spec.eval_version,
         "seed": int(getattr(profile, "noise_seed", 0)),
         "sigma": task.sigma,
         "clip": bool(getattr(profile, "noise_clip", False)),
     }
+
+
+def corruption_identity(task: Task) -> Identity | None:
+    """What makes a "clean" kind's eval input: its corruption (by version) and the corruption's seed."""
+    kind = task.spec
+    if kind.eval_input != "clean":
+        return None
+    return {"kind": kind.name, "version": kind.eval_version, "seed": [EVAL_SEED, task.official_index]}
 
 
 def cell_identity(
@@ -83,6 +92,9 @@ def cell_identity(
         "lpips": lpips,
         "limit": limit,
     }
+    corruption = corruption_identity(task)
+    if corruption is not None:  # only when present, so the other kinds' digests stay what they were
+        identity["corruption"] = corruption
     if restored_sha256 is not None:
         identity["restored_sha256"] = restored_sha256
     return identity
@@ -119,6 +131,7 @@ _PHRASES = {
     "inputs_sha256": "input images changed",
     "restored_sha256": "restored images changed",
     "scoring_version": "scoring code changed",
+    "corruption.version": "eval input corruption changed",
 }
 
 

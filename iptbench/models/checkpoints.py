@@ -98,9 +98,14 @@ def keep_tasks(src: IPT, tasks: Sequence[str], source: str) -> IPT:
 
 
 def save_model(
-    model: IPT, path: str | os.PathLike[str], *, extra_metadata: Mapping[str, str] | None = None
+    model: IPT,
+    path: str | os.PathLike[str],
+    *,
+    extra_metadata: Mapping[str, str] | None = None,
+    dtype: torch.dtype | None = None,
 ) -> Path:
-    """Write weights + config to a .safetensors file (tensors made contiguous, fp32 kept as is).
+    """Write weights + config to a .safetensors file (tensors made contiguous; floating-point tensors
+    stored as `dtype` when given, e.g. float16 to halve a shipped file; loading casts back to float32).
 
     Atomic (a temporary file, then a rename) and byte-reproducible: safetensors writes its header map in
     hash order, which changes from process to process, so the header is rewritten with sorted keys.
@@ -110,7 +115,14 @@ def save_model(
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    tensors = {
+        k: v.detach()
+        .cpu()
+        .to(dtype=dtype if dtype is not None and v.is_floating_point() else v.dtype)
+        .contiguous()
+        .clone()
+        for k, v in model.state_dict().items()
+    }
     metadata = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -312,11 +324,19 @@ def convert_official(
     *,
     num_heads: int = 12,
     tasks: Sequence[str] | None = None,
+    dtype: torch.dtype | None = None,
 ) -> IPT:
-    """Official .pt -> our .safetensors; returns the loaded model."""
+    """Official .pt (or our .safetensors) -> our .safetensors, optionally in another float dtype."""
     src = Path(src)
-    model = official_to_model(read_official_state_dict(src), num_heads=num_heads, tasks=tasks, path=src)
-    save_model(model, dst, extra_metadata={"source": src.name, "source_sha256": sha256_file(src)})
+    if not src.is_file():
+        raise IptbenchError(f"weights file {src} does not exist")
+    if is_safetensors(src):
+        model = load_model(src)
+    else:
+        state = read_official_state_dict(src)
+        model = official_to_model(state, num_heads=num_heads, tasks=tasks, path=src)
+    metadata = {"source": src.name, "source_sha256": sha256_file(src)}
+    save_model(model, dst, extra_metadata=metadata, dtype=dtype)
     return model
 
 
@@ -351,9 +371,6 @@ def load_model(
         load_state_dict_strict(model, state, source=str(path))
     else:
         model = official_to_model(read_official_state_dict(path), num_heads=num_heads, tasks=tasks, path=path)
-    from iptbench import threads
-
-    threads.for_model(model.num_parameters())
     return model.eval().to(device or "cpu")
 
 

@@ -116,6 +116,9 @@ def official_window_count(h: int, w: int, patch: int = 48) -> int:
     return n_h * n_w + 2 * n_h + 2 * n_w + 1
 
 
+Spans = dict[str, tuple[list[tuple[int, int]], list[tuple[int, int]]]]
+
+
 def tile_official(
     fn: WindowFn,
     image: Tensor,
@@ -131,16 +134,28 @@ def tile_official(
     h0, w0 = image.shape[-2:]
     image = _reflect_pad_to(image, patch)
     h, w = image.shape[-2:]
-    t, s, p = patch // 4, scale, patch
-    h_cut, w_cut = (h - p) % t, (w - p) % t
-    hh, ww = h - h_cut, w - w_cut  # extent of the regular grid
-    groups = _official_groups(h, w, p)
+    groups = _official_groups(h, w, patch)
+    sums, spans = _official_sums(fn, image, groups, patch, scale, window_batch, progress)
+    blended = _official_blend(sums, spans, groups, scale)
+    out = _official_assemble(blended, image.shape[1], h, w, patch, scale)
+    return out[..., : h0 * scale, : w0 * scale]
+
+
+def _official_sums(
+    fn: WindowFn,
+    image: Tensor,
+    groups: dict[str, _Group],
+    p: int,
+    s: int,
+    window_batch: int,
+    progress: Progress | None,
+) -> tuple[dict[str, Tensor], Spans]:
+    """Per group, the sum of its windows' kept intervals on a canvas over the group, and those intervals."""
+    t, c = p // 4, image.shape[1]
     uses = _official_uses(groups)
     positions = sorted(uses)
-
-    c = image.shape[1]
     sums: dict[str, Tensor] = {}
-    spans: dict[str, tuple[list[tuple[int, int]], list[tuple[int, int]]]] = {}
+    spans: Spans = {}
     for name, g in groups.items():
         ri = g.intervals(len(g.rows), p, t, s)
         ci = g.intervals(len(g.cols), p, t, s)
@@ -157,18 +172,31 @@ def tile_official(
                 (r0, r1), (c0, c1) = spans[name][0][i], spans[name][1][j]
                 oy, ox = (y - g.rows[0]) * s, (x - g.cols[0]) * s
                 sums[name][:, oy + r0 : oy + r1, ox + c0 : ox + c1] += win[:, r0:r1, c0:c1]
+    return sums, spans
 
+
+def _official_blend(
+    sums: dict[str, Tensor], spans: Spans, groups: dict[str, _Group], s: int
+) -> dict[str, Tensor]:
+    """Each group's sums divided by how many windows covered each pixel (an average per pixel)."""
     blended: dict[str, Tensor] = {}
     for name, g in groups.items():
         counts = []
         for axis, coords in ((0, g.rows), (1, g.cols)):
-            n = torch.zeros(sums[name].shape[1 + axis], device=image.device)
+            n = torch.zeros(sums[name].shape[1 + axis], device=sums[name].device)
             for pos, (a, b) in zip(coords, spans[name][axis], strict=True):
                 off = (pos - coords[0]) * s
                 n[off + a : off + b] += 1
             counts.append(n)
         blended[name] = sums[name] / (counts[0][:, None] * counts[1][None, :])
+    return blended
 
+
+def _official_assemble(blended: dict[str, Tensor], c: int, h: int, w: int, p: int, s: int) -> Tensor:
+    """The 1 x C x sH x sW output from the blended groups, with the official code's strips and seams."""
+    t = p // 4
+    hh, ww = h - (h - p) % t, w - (w - p) % t  # extent of the regular grid
+    h_cut, w_cut = h - hh, w - ww
     # Canvas over the grid area, written in the official order: top strip, left strip, then the interior.
     canvas = blended["grid"].clone()
     canvas[:, : p * s, :] = blended["top"]
@@ -180,12 +208,12 @@ def tile_official(
     a2, b2 = s * (p - h_cut), s * (p - w_cut)  # twice the seam offsets a and b
     row_seam, col_seam = hh * s - a2 // 2, ww * s - b2 // 2
     row_start, col_start = (a2 + 1) // 2, (b2 + 1) // 2  # int(a + 0.5) in the official code
-    out = torch.empty(1, c, h * s, w * s, dtype=torch.float32, device=image.device)
+    out = torch.empty(1, c, h * s, w * s, dtype=torch.float32, device=canvas.device)
     out[0, :, :row_seam, :col_seam] = canvas[:, :row_seam, :col_seam]
     out[0, :, row_seam:, :col_seam] = blended["bottom"][:, row_start:, :col_seam]
     out[0, :, :row_seam, col_seam:] = blended["right"][:, :row_seam, col_start:]
     out[0, :, row_seam:, col_seam:] = blended["corner"][:, row_start:, col_start:]
-    return out[..., : h0 * s, : w0 * s]
+    return out
 
 
 # --------------------------------------------------------------------------- fast mode

@@ -39,6 +39,7 @@ from iptbench.pairs.pairfile import (
     read_manifest,
 )
 from iptbench.pairs.sources import Shard, sources_digest
+from iptbench.tasks import uses_rain_streaks
 
 __all__ = ["BuildConfig", "BuildSummary", "build", "check_build_output", "make_pairs", "process_source"]
 
@@ -75,7 +76,7 @@ def _identity(m: dict[str, Any]) -> dict[str, Any]:
         "patch_size",
         "patches_per_image",
     )
-    keys += ("num_sources", "sources_sha256", "source_range", "shard", "compression", "rain")
+    keys += ("num_sources", "sources_sha256", "source_range", "shard", "compression", "rain", "max_side")
     return {k: m.get(k) for k in keys}
 
 
@@ -120,11 +121,13 @@ def _manifest(
         "source_range": list(bounds),
         "shard": [shard.index, shard.count] if shard else None,
         "compression": cfg.compression,
-        "rain": rain_identity(cfg) if "derain" in cfg.tasks else None,
+        "rain": rain_identity(cfg) if uses_rain_streaks(cfg.tasks) else None,
         "command": list(command) if command is not None else None,
         "created": _created(),
         "complete": False,
     }
+    if cfg.max_side is not None:  # absent otherwise: files built without it keep their bytes
+        manifest["max_side"] = cfg.max_side
     return json.loads(json.dumps(manifest))  # tuples -> lists, as read back from the file
 
 
@@ -142,8 +145,11 @@ def build(
     on_start: Callable[[int, int], None] | None = None,
     on_result: Callable[[SourceResult, int], None] | None = None,
     log: Callable[[str], None] | None = None,
+    start_method: str | None = None,
 ) -> BuildSummary:
     """Build (or resume) OUTPUT from sources. commit_every: sources per commit (0: about every 5 s).
+
+    start_method: how worker processes start ("fork", "spawn", "forkserver"; None: fork on Linux).
 
     Ctrl-C raises Interrupted (exit status 130) after rolling OUTPUT.partial back to its last commit.
     """
@@ -159,19 +165,9 @@ def build(
     if overwrite:
         partial.unlink(missing_ok=True)
     elif output.exists():
-        if not resume:
-            raise IptbenchError(f"{output} exists: pass --overwrite to rebuild it (or --resume to check it)")
-        with open_h5(output, "r") as f:
-            done = read_manifest(f)
-        if _identity(done) != _identity(manifest):
-            raise IptbenchError(
-                f"{output} was built with other options ({_mismatch(_identity(done), _identity(manifest))})"
-            )
-        summary.already_complete = True
-        summary.pairs, summary.hashes = done["counts"], done["hashes"]
-        return summary
+        return _finished(output, manifest, summary, resume)
     output.parent.mkdir(parents=True, exist_ok=True)
-    pool = make_pool(cfg, workers)
+    pool = make_pool(cfg, workers, start_method)
     try:
         writer = _open_writer(partial, manifest, names, log)
         try:
@@ -190,6 +186,21 @@ def build(
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _finished(output: Path, manifest: dict[str, Any], summary: BuildSummary, resume: bool) -> BuildSummary:
+    """The summary of an OUTPUT that already exists: only --resume accepts it, and only if built alike."""
+    if not resume:
+        raise IptbenchError(f"{output} exists: pass --overwrite to rebuild it (or --resume to check it)")
+    with open_h5(output, "r") as f:
+        done = read_manifest(f)
+    if _identity(done) != _identity(manifest):
+        raise IptbenchError(
+            f"{output} was built with other options ({_mismatch(_identity(done), _identity(manifest))})"
+        )
+    summary.already_complete = True
+    summary.pairs, summary.hashes = done["counts"], done["hashes"]
+    return summary
 
 
 def _open_writer(

@@ -15,6 +15,7 @@ import threading
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from iptbench.degradations.arrays import to_uint8
 from iptbench.degradations.rain import DEFAULT_RANGES, StreakBank
 from iptbench.errors import ImageReadError, IptbenchError
 from iptbench.images import read_image
@@ -34,7 +36,14 @@ from iptbench.pairs.pairfile import (
     TaskPayload,
     h5_compression,
 )
-from iptbench.tasks import Task, get_task
+from iptbench.tasks import (
+    Registrations,
+    Task,
+    get_task,
+    restore_registrations,
+    runtime_registrations,
+    uses_rain_streaks,
+)
 
 DEFAULT_PATCHES_PER_IMAGE = 2  # 1.28 M ImageNet images x 2 x 6 tasks ~ 15 M pairs, the paper's "over 10 M"
 
@@ -47,10 +56,18 @@ class BuildConfig:
     seed: int = 0
     compression: str = "none"  # fastest to build and to read; gzip saves 29 % of the disk (README)
     rain_streaks: str | None = None
+    # Shrink sources whose longer side is above this (MATLAB bicubic, antialiased) before cropping: a 48 px
+    # crop of a 2560 px photo is nearly flat, while ImageNet-sized images (~500 px) and the test sets
+    # have the texture the model must learn. None keeps every source at its own size.
+    max_side: int | None = None
 
     def __post_init__(self) -> None:
         if self.patch_size < 1 or self.patches_per_image < 1:
             raise IptbenchError("--patch-size and --patches-per-image must be at least 1")
+        if self.max_side is not None and self.max_side < self.min_side:
+            raise IptbenchError(
+                f"--max-side {self.max_side} is below the {self.min_side} px crop of the selected tasks"
+            )
         if not self.tasks:
             raise IptbenchError("no tasks selected")
         h5_compression(self.compression)
@@ -85,7 +102,7 @@ def _init_worker(cfg: BuildConfig) -> None:
     _WORKER["cfg"] = cfg
     _WORKER["encoder"] = ChunkEncoder(cfg.compression)
     _WORKER["bank"] = (
-        StreakBank(Path(cfg.rain_streaks)) if cfg.rain_streaks and "derain" in cfg.tasks else None
+        StreakBank(Path(cfg.rain_streaks)) if cfg.rain_streaks and uses_rain_streaks(cfg.tasks) else None
     )
 
 
@@ -104,7 +121,8 @@ def make_pairs(image: np.ndarray, index: int, task: Task, cfg: BuildConfig, bank
     ys = rng.integers(0, h - side + 1, size=k)
     xs = rng.integers(0, w - side + 1, size=k)
     targets = np.stack([image[y : y + side, x : x + side] for y, x in zip(ys, xs, strict=True)])
-    inputs = task.spec.corrupt(targets, task, rng, bank)  # the kind's corruption (iptbench.tasks)
+    kind = task.spec  # the kind's corruption (iptbench.tasks); only a rain kind is handed the streak bank
+    inputs = kind.corrupt(targets, task, rng, bank if kind.uses_rain_streaks else None)
     return inputs, targets
 
 
@@ -122,10 +140,25 @@ def _payload(index: int, inputs: np.ndarray, targets: np.ndarray, encoder: Chunk
     return TaskPayload(len(inputs), ins, tgs, h.digest(), masks)
 
 
+def shrink_to_max_side(image: np.ndarray, max_side: int | None) -> np.ndarray:
+    """uint8 H x W x 3 with its longer side cut to `max_side` by MATLAB's antialiased bicubic imresize,
+    aspect ratio kept (sizes rounded), rounded once to uint8; unchanged when already small enough."""
+    h, w = image.shape[:2]
+    if max_side is None or max(h, w) <= max_side:
+        return image
+    from iptbench.ops import imresize
+
+    factor = max_side / max(h, w)
+    size = (max(1, round(h * factor)), max(1, round(w * factor)))
+    chw = torch.tensor(image).permute(2, 0, 1).float()  # a copy: decoded arrays may be read-only
+    small = imresize(chw, factor, "matlab", size=size).permute(1, 2, 0).numpy()
+    return np.ascontiguousarray(to_uint8(small))
+
+
 def process_source(index: int, path: str) -> SourceResult:
     cfg: BuildConfig = _WORKER["cfg"]
     try:
-        image = read_image(path)
+        image = shrink_to_max_side(read_image(path), cfg.max_side)
     except ImageReadError as exc:
         return SourceResult(index, STATUS_UNREADABLE, exc.reason)
     h, w = image.shape[:2]
@@ -149,25 +182,41 @@ def _process_chunk(items: list[tuple[int, str]]) -> list[SourceResult]:
     return results
 
 
-def _init_pool_worker(cfg: BuildConfig) -> None:
+def _init_pool_worker(cfg: BuildConfig, registrations: Registrations = ((), ())) -> None:
     # Ctrl-C reaches the whole process group. The parent alone handles it (rolls the file back, says one
     # line); a worker that raised KeyboardInterrupt too would print its own traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A spawned worker knows only the built-in tasks; forked ones already hold these (a no-op for them).
+    restore_registrations(registrations)
     _init_worker(cfg)
 
 
-def make_pool(cfg: BuildConfig, workers: int) -> ProcessPoolExecutor | None:
+def default_start_method() -> str:
+    # fork: workers start instantly and nothing torch-parallel has run in this process yet.
+    return "fork" if sys.platform.startswith("linux") else "spawn"
+
+
+def make_pool(cfg: BuildConfig, workers: int, start_method: str | None = None) -> ProcessPoolExecutor | None:
     """Start the workers before the output is opened, so no child inherits the HDF5 file or its lock."""
     if workers <= 1:
         return None
-    # fork: workers start instantly and nothing torch-parallel has run in this process yet.
-    ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    ctx = mp.get_context(start_method or default_start_method())
+    registrations = runtime_registrations(cfg.tasks)
     # Forked children inherit an ignored SIGINT from the moment they exist, before their initializer runs.
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
     try:
-        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_pool_worker, initargs=(cfg,))
-        pool.submit(int).result()  # with fork, the first submit starts every worker: do it now
+        pool = ProcessPoolExecutor(
+            workers, mp_context=ctx, initializer=_init_pool_worker, initargs=(cfg, registrations)
+        )
+        try:
+            pool.submit(int).result()  # with fork, the first submit starts every worker: do it now
+        except BrokenProcessPool:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise IptbenchError(
+                f"build-data workers ({ctx.get_start_method()}) failed to start (their error is above); "
+                "--workers 1 builds in this process"
+            ) from None
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)

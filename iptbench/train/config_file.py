@@ -138,7 +138,12 @@ def resolve(config_file: Path | None, given: Mapping[str, Any]) -> dict[str, Any
     values = defaults()
     if config_file is not None:
         values.update(load_toml(config_file))
-    values.update({k: v for k, v in given.items() if k in KEYS})
+    flags = {k: v for k, v in given.items() if k in KEYS}
+    # --epochs and --steps are one budget in two units: a flag for either replaces the file's budget.
+    for budget, other in (("epochs", "steps"), ("steps", "epochs")):
+        if flags.get(budget) is not None and other not in flags:
+            values[other] = None
+    values.update(flags)
     if not values.get("data"):
         raise IptbenchError("give at least one DATA.h5 file (argument, or data = [...] in --config)")
     if not values.get("out"):

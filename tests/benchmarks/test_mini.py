@@ -27,6 +27,16 @@ def test_six_colour_photos_serve_every_task() -> None:
     assert all(read_image(p).ndim == 3 for p in mini.photo_paths())
 
 
+def test_photos_are_centre_crops_of_the_installed_samples() -> None:
+    from PIL import Image
+
+    for source, cropped in zip(mini.source_paths(), mini.photo_paths(), strict=True):
+        whole = np.asarray(Image.open(source).convert("RGB"))
+        top, left = (whole.shape[0] - 288) // 2, (whole.shape[1] - 288) // 2
+        assert (read_image(cropped) == whole[top : top + 288, left : left + 288]).all(), source.name
+    assert mini.photo_paths() == mini.photo_paths()  # cached: the same files the second time
+
+
 def test_sr_input_is_matlab_bicubic_of_the_modcropped_photo() -> None:
     """`matlab_uint8` is the mode that reproduces the published LR files (tests/ops checks all 357)."""
     from iptbench.ops import imresize, modcrop

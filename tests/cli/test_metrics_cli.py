@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 from pathlib import Path
 
@@ -12,8 +13,9 @@ import torch
 from typer.testing import CliRunner
 
 import iptbench.metrics
+from iptbench import tasks as registry
 from iptbench.cli import app
-from iptbench.cli.metrics import resolve_settings
+from iptbench.cli.metrics import _profile_task, resolve_settings
 from iptbench.errors import IptbenchError
 from iptbench.images import read_image, write_png
 
@@ -79,6 +81,24 @@ def test_profile_resolution() -> None:
     assert resolve_settings("ipt-legacy", None, None, None)[:2] == (0, "y")
     with pytest.raises(IptbenchError, match="--profile sr needs --scale"):
         resolve_settings("sr", None, None, None)
+
+
+def test_profiles_find_their_task_in_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _profile_task("derain", None).name == "derain"  # the first task of the kind it is the default of
+    assert _profile_task("denoise", None).name == "denoise-30"
+    assert _profile_task("ipt-legacy", None).scale == 1  # no kind defaults to it: an unscaled task
+    assert _profile_task("sr", 3).name == "sr-x3" and _profile_task("ipt-legacy", 2).name == "sr-x2"
+    made_up = _profile_task("sr", 8)  # no x8 task: one of the scaled kind, for its crop and channel rules
+    assert (made_up.kind, made_up.scale) == ("sr", 8)
+    assert resolve_settings("sr", None, 2, None)[:2] == (2, "y")  # an explicit crop stands in for the scale
+    assert resolve_settings("sr", 8, 8, None)[:2] == (8, "y")
+    # Which profile needs --scale follows the kinds' default profiles, not the profile's name.
+    monkeypatch.setitem(
+        registry.KINDS, "sr", dataclasses.replace(registry.get_kind("sr"), profile="ipt-legacy")
+    )
+    with pytest.raises(IptbenchError, match="--profile ipt-legacy needs --scale"):
+        resolve_settings("ipt-legacy", None, None, None)
+    assert resolve_settings("sr", None, None, None)[:2] == (0, "y")
 
 
 def test_lpips_column(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

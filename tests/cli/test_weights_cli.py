@@ -62,3 +62,27 @@ def test_convert_errors(tmp_path: Path) -> None:
         app, ["weights", "info", str(src), "--num-heads", "4", "--tasks", "denoise-30"]
     )
     assert official_info.exit_code == 0 and "official format" in official_info.output
+
+
+def test_convert_half_stores_float16_and_loads_as_float32(tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    from iptbench.models import save_model
+
+    model = create_model("ipt-tiny", tasks="denoise-30", seed=5)
+    ours = save_model(model, tmp_path / "run.safetensors")
+    half = tmp_path / "half.safetensors"
+    result = runner.invoke(app, ["weights", "convert", str(ours), str(half), "--half"])
+    assert result.exit_code == 0, result.output
+    assert half.stat().st_size < 0.6 * ours.stat().st_size
+    with safe_open(str(half), framework="pt") as f:
+        floats = {f.get_tensor(k).dtype for k in f.keys() if f.get_tensor(k).is_floating_point()}  # noqa: SIM118
+    assert floats == {torch.float16}
+    loaded = load_model(half)
+    for name, value in model.state_dict().items():
+        got = loaded.state_dict()[name]
+        if not value.is_floating_point():  # position ids stay integers
+            assert torch.equal(got, value), name
+            continue
+        assert got.dtype == torch.float32
+        assert torch.equal(got, value.half().float()), name  # exactly the float16 rounding, nothing else

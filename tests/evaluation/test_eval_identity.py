@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import shutil
@@ -204,3 +205,77 @@ def test_describe_change_and_settings_text() -> None:
         == "bf16"
     )
     assert ident.settings_text({"kind": "baseline", "name": "bicubic"}) == ""
+
+
+# Digests of a fixed cell (bicubic baseline, all-zero inputs hash) per official task under its default
+# profile, as computed before the corruption version moved into the task kinds: they must never move.
+OFFICIAL_DIGESTS = {
+    "sr-x2": "8a59f7eddcd27f89822fb1eb01aec20e22e08ff8e5c8b45c4684b5d78ebe3b4d",
+    "sr-x3": "ec85d08a1f0c95298a4957d423c24ffbba3529a22828bfd22db1283be96fad90",
+    "sr-x4": "46b36eb4b2f9b00df7c65d05d06e8927a6a5c1a41fa43cb0d0147a66887a1108",
+    "derain": "f8c738e71bc586c49b84a09a124f201f7975223691cae5999e9db2997812c020",
+    "denoise-30": "663b6b62de55295013e653236718a1d6bc4464457dfb9bd68ef96f9c6d3b6032",
+    "denoise-50": "db9a2bb39792dd007b2e84d5a9fc27dd526f913cbf26d92076fc2fef8fa6ab45",
+}
+LEGACY_DENOISE_30 = "bad40aa7812ee2ddac821132a7e3581502782005fe314cc97de8a9f7120d91c1"
+BICUBIC = {"kind": "baseline", "name": "bicubic", "params": {}}
+
+
+def _digest(task_name: str, profile_name: str | None = None) -> str:
+    from iptbench.metrics.profiles import default_profile_for, get_profile
+    from iptbench.tasks import get_task
+
+    task = get_task(task_name)
+    profile = get_profile(profile_name) if profile_name else default_profile_for(task)
+    return ident.digest(ident.cell_identity(BICUBIC, task, profile, "0" * 64, lpips=None, limit=None))
+
+
+def test_official_digests_are_unchanged() -> None:
+    assert {t: _digest(t) for t in OFFICIAL_DIGESTS} == OFFICIAL_DIGESTS
+    assert _digest("denoise-30", "ipt-legacy") == LEGACY_DENOISE_30
+
+
+def test_noise_algorithm_comes_from_the_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    from iptbench import tasks as registry
+    from iptbench.degradations.noise import NOISE_ALGORITHM
+    from iptbench.metrics.profiles import get_profile
+
+    task, profile = registry.get_task("denoise-30"), get_profile("denoise")
+    assert registry.get_kind("denoise").eval_version == NOISE_ALGORITHM
+    assert ident.noise_identity(profile, task)["algorithm"] == NOISE_ALGORITHM  # type: ignore[index]
+    bumped = dataclasses.replace(registry.get_kind("denoise"), eval_version="other-noise-v2")
+    monkeypatch.setitem(registry.KINDS, "denoise", bumped)
+    assert ident.noise_identity(profile, task)["algorithm"] == "other-noise-v2"  # type: ignore[index]
+    assert _digest("denoise-30") != OFFICIAL_DIGESTS["denoise-30"]
+
+
+def test_clean_kind_corruption_version_is_in_the_identity() -> None:
+    """A kind whose eval input is its corruption of the clean image: a new corruption version redoes it."""
+    from iptbench import tasks as registry
+
+    blur = registry.TaskKind(
+        "blurry", "Blur ({name})", registry.corrupt_sr, "clean", "denoise", "denoise", ("mini",)
+    )
+    registry.register_kind(blur)
+    try:
+        task = registry.register_task(registry.Task("blurry-1", "blurry", 1, None, registry.next_index()))
+        first = ident.cell_identity(BICUBIC, task, _profile(), "0" * 64, lpips=None, limit=None)
+        assert first["corruption"] == {"kind": "blurry", "version": "1", "seed": [0, task.official_index]}
+        assert first["noise"] is None
+        registry.unregister_kind("blurry")
+        registry.register_kind(dataclasses.replace(blur, eval_version="2"))
+        second = ident.cell_identity(BICUBIC, task, _profile(), "0" * 64, lpips=None, limit=None)
+        assert ident.digest(first) != ident.digest(second)
+        assert ident.describe_change(first, second) == "eval input corruption changed (version 1 -> 2)"
+    finally:
+        registry.unregister_task("blurry-1")
+        registry.unregister_kind("blurry")
+    assert "corruption" not in ident.cell_identity(
+        BICUBIC, registry.get_task("sr-x2"), _profile(), "0" * 64, lpips=None, limit=None
+    )
+
+
+def _profile() -> object:
+    from iptbench.metrics.profiles import get_profile
+
+    return get_profile("denoise")

@@ -97,6 +97,33 @@ def test_sr_inputs_are_exact_bicubic(reference: Path) -> None:
         assert d.min() >= 0 and (d > 10).mean() > 0.02
 
 
+def test_max_side_crops_come_from_the_shrunk_source(folder: Path, reference: Path, tmp_path: Path) -> None:
+    """--max-side: each target is a crop of the source shrunk by MATLAB bicubic (long side 48), found by
+    exhaustive search in an independently shrunk copy; without the option the manifest has no such key."""
+    from iptbench.images import read_image
+    from iptbench.pairs.pairfile import read_manifest
+
+    cfg = BuildConfig(("denoise-30",), patch_size=16, patches_per_image=3, seed=7, max_side=48)
+    sources = resolve_sources(folder)
+    build(cfg, sources, tmp_path / "small.h5", workers=1)
+    with h5py.File(tmp_path / "small.h5", "r") as f:
+        assert read_manifest(f)["max_side"] == 48
+        targets, owners = f["denoise-30"]["target"][...], f["denoise-30"]["source"][...]
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in f["sources"][...]]
+    with h5py.File(reference, "r") as f:
+        assert "max_side" not in read_manifest(f)
+    for target, owner in zip(targets[::4], owners[::4], strict=True):
+        image = read_image(next(p for p in sources if str(p).endswith(names[owner])))
+        h, w = image.shape[:2]
+        size = (round(h * 48 / max(h, w)), round(w * 48 / max(h, w)))
+        chw = torch.from_numpy(image).permute(2, 0, 1).float()
+        small = quantize(imresize(chw, 48 / max(h, w), "matlab", size=size)).permute(1, 2, 0).numpy()
+        windows = np.lib.stride_tricks.sliding_window_view(small.astype(np.uint8), (16, 16, 3))
+        assert (windows == target).all(axis=(-3, -2, -1)).any()
+    with pytest.raises(IptbenchError, match="--max-side"):
+        BuildConfig(("sr-x4",), patch_size=16, max_side=60)  # below the 64 px crop of x4
+
+
 def test_bad_inputs_are_converted_or_skipped(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (80, 80, 3), dtype=np.uint8)

@@ -105,3 +105,16 @@ def test_help_has_examples_and_flag_pairs() -> None:
     assert result.output.count("Example:") == 3 and "--print-config" in result.output
     assert "--augment" in result.output and "--no-augment" in result.output and "<bool>" not in result.output
     assert "(>= 1)" in result.output  # numeric options state their range
+
+
+def test_a_budget_flag_replaces_the_files_budget_in_the_other_unit() -> None:
+    """configs/ give epochs; `--steps N` on the command line is the budget then, not a conflict."""
+    paper = CONFIGS / "ipt-base-pretrain.toml"
+    assert load_toml(paper).get("epochs") and not load_toml(paper).get("steps")
+    values = resolve(paper, {"steps": 5})
+    assert values["steps"] == 5 and values["epochs"] is None
+    cfg = TrainConfig(**values)
+    assert cfg.steps == 5
+    assert resolve(paper, {"epochs": 2})["epochs"] == 2
+    with pytest.raises(IptbenchError, match="not both"):
+        TrainConfig(**resolve(paper, {"steps": 5, "epochs": 2}))

@@ -386,13 +386,14 @@ def _interrupt_once_growing(cmd: list[str], partial: Path, grow: int) -> subproc
 
 def test_ctrl_c_during_a_resumed_build_is_one_line_and_resumable(tmp_path: Path) -> None:
     src = tmp_path / "imgs"
-    generate_images(src, 120, (100, 100), seed=3)  # long enough that the interrupt lands mid-build
+    # long enough that the interrupt lands mid-build even on a fast machine (120 images once finished first)
+    generate_images(src, 400, (100, 100), seed=3)
     out, partial = tmp_path / "k.h5", tmp_path / "k.h5.partial"
     tasks = ("sr-x2", "derain")
     cmd = _cli("build-data", str(src), str(out), "--patch-size", "24", "-k", "6", "-j", "2")
     cmd += ["--commit-every", "1", "--tasks", ",".join(tasks)]
     for _ in range(2):  # the second run is a resumed build, interrupted again
-        done = _interrupt_once_growing(cmd, partial, 150_000)
+        done = _interrupt_once_growing(cmd, partial, 100_000)
         assert done.returncode == 130, done.stderr
         line = [ln for ln in done.stderr.splitlines() if ln.strip() and not ln.startswith("resuming")]
         assert "Traceback" not in done.stderr and len(line) == 1, done.stderr  # workers stay quiet

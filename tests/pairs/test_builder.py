@@ -116,7 +116,7 @@ def test_max_side_crops_come_from_the_shrunk_source(folder: Path, reference: Pat
         image = read_image(next(p for p in sources if str(p).endswith(names[owner])))
         h, w = image.shape[:2]
         size = (round(h * 48 / max(h, w)), round(w * 48 / max(h, w)))
-        chw = torch.from_numpy(image).permute(2, 0, 1).float()
+        chw = torch.tensor(image).permute(2, 0, 1).float()
         small = quantize(imresize(chw, 48 / max(h, w), "matlab", size=size)).permute(1, 2, 0).numpy()
         windows = np.lib.stride_tricks.sliding_window_view(small.astype(np.uint8), (16, 16, 3))
         assert (windows == target).all(axis=(-3, -2, -1)).any()

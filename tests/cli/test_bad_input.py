@@ -372,7 +372,13 @@ def _interrupt_once_growing(cmd: list[str], partial: Path, grow: int) -> subproc
     """Start cmd, wait until `partial` has grown by `grow` bytes (the build loop is running), press Ctrl-C."""
     start = partial.stat().st_size if partial.exists() else 0
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        # a foreground job in a terminal: a shell's background job (`cmd &`) inherits SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 90
     while not (partial.exists() and partial.stat().st_size > start + grow):

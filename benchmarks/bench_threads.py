@@ -4,9 +4,10 @@
     python benchmarks/bench_threads.py --quick
 
 Three workloads, each timed in a fresh process per setting (torch fixes its pool at first use):
-- `bicubic`: what `iptbench eval --model bicubic` does per image (MATLAB imresize down and up, Y PSNR);
-- `ipt-tiny eval`: one batch of 64 48x48 windows through ipt-tiny (what eval and restore run), where
-  iptbench gives inference the idle cores;
+- `bicubic`: what `iptbench eval --model bicubic` does per image (MATLAB imresize down and up, Y PSNR),
+  on the cores iptbench measures idle when the command starts;
+- `ipt-tiny eval`: one batch of 64 48x48 windows through ipt-tiny (what eval and restore run), also on
+  the idle cores;
 - `ipt-tiny train`: a training step (forward, L1, backward, Adam) on a batch of 16 48x48 windows, which
   iptbench keeps on one thread so that the same command gives the same weights whatever the load.
 "Loaded" starts one busy-looping process per core for the run, as a shared CI runner or a laptop compiling
@@ -29,7 +30,9 @@ import sys, time, torch
 from iptbench import threads
 mode, work, reps = sys.argv[1], sys.argv[2], int(sys.argv[3])
 if mode == "iptbench":
-    threads.configure(None)
+    threads.configure(None)  # what every command does first
+    if work != "ipt-tiny train":
+        threads.use_idle_cores()  # what eval and restore do next
 torch.manual_seed(0)
 if work == "bicubic":
     from iptbench.metrics.psnr_ssim import psnr
@@ -42,7 +45,6 @@ if work == "bicubic":
 elif work == "ipt-tiny eval":
     from iptbench.models import create_model
     model = create_model("ipt-tiny", "denoise-30").eval()
-    threads.for_inference() if mode == "iptbench" else None
     x = torch.rand(64, 3, 48, 48) * 255
     def step():
         with torch.inference_mode():

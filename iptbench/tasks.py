@@ -228,6 +228,14 @@ def task_names() -> tuple[str, ...]:
     return tuple(TASKS)
 
 
+def tasks_in_table_order() -> tuple[str, ...]:
+    """Every known task grouped by kind, kinds in registration order: the paper's tables (super-resolution,
+    denoising, deraining), not the official head order (which puts deraining before denoising). Within a
+    kind, and for kinds registered later, registration order."""
+    kinds = list(KINDS)
+    return tuple(sorted(TASKS, key=lambda name: kinds.index(TASKS[name].kind)))
+
+
 def get_task(name: str) -> Task:
     try:
         return TASKS[name]

@@ -3,10 +3,10 @@
 Why not torch's default (one thread per core): intra-op threads spin-wait for each other, so on a machine
 whose cores are busy with other work, a small model or a metric chain runs many times slower with several
 threads than with one (`python benchmarks/bench_threads.py` measures it). The rule:
-- light work (metric chains, bicubic, data and build workers) runs on one thread: its tensors are too
-  small for threads to pay for their synchronisation;
-- a network's inference (eval, restore) uses the cores that are idle now (cores minus the one-minute load
-  average, at least one): all of them on an idle machine, one on a busy one;
+- a command starts on one thread (building pairs, whose workers are processes; training; the CLI itself);
+- evaluation and restoration (`use_idle_cores`) take the cores that are idle now, measured from the
+  kernel's CPU counters over a tenth of a second: all of them on an idle machine, one on a busy one. The
+  one-minute load average is not used because it lags: it still counts processes that ended a minute ago;
 - training stays on one thread unless told otherwise: CPU kernels sum in an order that depends on the
   thread count, so a load-dependent count would make the same command give different weights.
 """
@@ -14,7 +14,9 @@ threads than with one (`python benchmarks/bench_threads.py` measures it). The ru
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -36,20 +38,43 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def idle_cores() -> int:
-    """Cores not busy with other work now: cores minus the one-minute load average, at least one."""
+def _cpu_times() -> tuple[int, int] | None:
+    """(idle, total) jiffies of all CPUs since boot, from /proc/stat; None where there is no such file."""
     try:
-        load = os.getloadavg()[0]
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
     except OSError:
-        load = 0.0
-    return max(1, min(cpu_count(), int(cpu_count() - load + 0.5)))
+        return None
+    if not fields or fields[0] != "cpu" or len(fields) < 6:
+        return None
+    ticks = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
+    return ticks[3] + ticks[4], sum(ticks)
+
+
+def idle_cores(window: float = 0.1) -> int:
+    """Cores not busy with other work now, at least one: the machine's idle share over `window` seconds
+    times its cores, rounded down unless nearly whole (1.8 idle cores count as 2, 1.5 as 1, since a thread
+    that must share its core makes the others spin-wait). Without /proc/stat: the one-minute load average."""
+    before = _cpu_times()
+    if before is None:
+        try:
+            busy = os.getloadavg()[0]
+        except OSError:
+            busy = 0.0
+        return max(1, min(cpu_count(), int(cpu_count() - busy + 0.5)))
+    time.sleep(window)
+    after = _cpu_times()
+    assert after is not None
+    total = after[1] - before[1]
+    share = (after[0] - before[0]) / total if total > 0 else 1.0
+    idle = share * (os.cpu_count() or 1)
+    return max(1, min(cpu_count(), int(idle + 0.25)))
 
 
 def configure(requested: int | None = None) -> int:
     """Set torch's thread count at the start of a command; returns what it is now.
 
     `requested` (the `--threads` flag) wins; otherwise an explicit OMP_NUM_THREADS (which torch has
-    already read) is left alone; otherwise light work's single thread is set.
+    already read) is left alone; otherwise one thread (see the module's rule).
     """
     if requested is not None:
         if requested < 1:
@@ -66,10 +91,14 @@ def configure(requested: int | None = None) -> int:
     return _choice.threads
 
 
-def for_inference() -> int:
-    """Give a network's inference the idle cores when iptbench chose the count; an explicit choice stays."""
+def use_idle_cores() -> int:
+    """Evaluation and restoration: take the idle cores when iptbench chose the count; an explicit choice
+    (`--threads`, `OMP_NUM_THREADS`) stays. Returns the count now."""
     if _choice.source == "auto":
-        torch.set_num_threads(idle_cores())
+        # torchrun's ranks on one machine measure the same idle cores at once: they share them.
+        ranks_here = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+        _choice.threads = max(1, idle_cores() // ranks_here)
+        torch.set_num_threads(_choice.threads)
     return torch.get_num_threads()
 
 

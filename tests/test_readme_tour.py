@@ -22,7 +22,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -30,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.subprocesses import run_in_new_session
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -176,23 +177,9 @@ def plan(command: str, absent: set[str]) -> Step:
 
 
 def _bash(command: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Run in a new session, so a hang kills torchrun's workers too."""
-    proc = subprocess.Popen(
-        ["bash", "-e", "-o", "pipefail", "-c", command],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=cwd,
-        start_new_session=True,
+    return run_in_new_session(
+        ["bash", "-e", "-o", "pipefail", "-c", command], env=env, cwd=cwd, timeout=TIMEOUT_S
     )
-    try:
-        out, err = proc.communicate(timeout=TIMEOUT_S)
-    except BaseException:  # a timeout, or pytest interrupted: no orphans
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
-    return subprocess.CompletedProcess(command, proc.returncode, out, err)
 
 
 def _outputs(run: str) -> list[str]:

@@ -26,17 +26,51 @@ def test_explicit_environment_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> 
     torch.set_num_threads(2)
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert threads.configure(None) == 2
-    threads.for_inference()  # inference does not override an explicit choice
+    threads.use_idle_cores()  # evaluation does not override an explicit choice
     assert torch.get_num_threads() == 2
 
 
-def test_auto_is_one_thread_and_inference_takes_the_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+def _counters(monkeypatch: pytest.MonkeyPatch, *readings: tuple[int, int] | None) -> None:
+    """/proc/stat as (idle, total) jiffies of all CPUs, one reading per call."""
+    values = iter(readings)
+    monkeypatch.setattr(threads, "_cpu_times", lambda: next(values))
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads, "cpu_count", lambda: 2)
+
+
+def test_auto_is_one_thread_and_evaluation_takes_the_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     assert threads.configure(None) == 1
+    _counters(monkeypatch, (1000, 2000), (1196, 2200))  # 98 % idle over the window: both cores
+    assert threads.use_idle_cores() == 2 and torch.get_num_threads() == 2
+    _counters(monkeypatch, (1000, 2000), (1100, 2200))  # one core busy: 1.0 idle
+    assert threads.use_idle_cores() == 1
+    _counters(monkeypatch, (1000, 2000), (1150, 2200))  # 1.5 idle: a shared core would spin, so 1
+    assert threads.use_idle_cores() == 1
+    _counters(monkeypatch, (1000, 2000), (1000, 2200))  # fully busy: still one
+    assert threads.use_idle_cores() == 1
+
+
+def test_idle_cores_are_shared_between_torchrun_ranks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    threads.configure(None)
+    _counters(monkeypatch, (1000, 2000), (1200, 2200))
+    assert threads.use_idle_cores() == 1
+
+
+def test_without_proc_stat_the_load_average_decides(monkeypatch: pytest.MonkeyPatch) -> None:
+    _counters(monkeypatch, None)
     monkeypatch.setattr(threads.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
-    assert threads.for_inference() == threads.cpu_count()
+    assert threads.idle_cores() == 2
+    _counters(monkeypatch, None)
     monkeypatch.setattr(threads.os, "getloadavg", lambda: (1e6, 0.0, 0.0))
-    assert threads.idle_cores() == 1 and threads.for_inference() == 1
+    assert threads.idle_cores() == 1
+
+
+def test_the_real_counters_give_a_count_within_the_cores() -> None:
+    assert 1 <= threads.idle_cores(window=0.02) <= threads.cpu_count()
 
 
 def test_loading_weights_leaves_the_thread_count_alone(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
@@ -44,7 +78,6 @@ def test_loading_weights_leaves_the_thread_count_alone(monkeypatch: pytest.Monke
     from iptbench.models import create_model, load_model, save_model
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(threads.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     threads.configure(None)
     save_model(create_model("ipt-tiny", "sr-x2"), tmp_path / "w.safetensors")
     load_model(tmp_path / "w.safetensors")

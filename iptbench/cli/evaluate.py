@@ -118,6 +118,9 @@ def eval_command(
         allow_partial=allow_partial,
         progress=err_console.is_terminal,  # a bar's last frame would be a stray line in a log
     )
+    from iptbench import threads
+
+    threads.use_idle_cores()
     result = run_eval(config, restorers, console=err_console)
     if int(os.environ.get("RANK", "0") or 0) != 0:  # torchrun: rank 0 reports
         return

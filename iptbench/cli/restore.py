@@ -103,6 +103,7 @@ def restore_command(
     _check_outputs(files, output, overwrite)
     probes = {f: _probe(f) for f in files}
     dev = choose_device(device)
+    threads.use_idle_cores()  # the cores idle now, measured before our own work starts
     from iptbench.models.inference import resolve_precision
 
     if (weights is None) == (model is None):
@@ -114,7 +115,6 @@ def restore_command(
     assert weights is not None
     precision = resolve_precision(precision, dev)  # checked before the weights are loaded
     ipt = load_model(weights, device=dev, num_heads=num_heads)
-    threads.for_inference()
     ipt.task_index(task)  # clear error if the weights lack this task
     total = sum(
         count_windows(ipt, h, w, tile_mode=tile_mode, self_ensemble=self_ensemble)  # type: ignore[arg-type]

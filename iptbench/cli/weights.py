@@ -43,7 +43,7 @@ def convert(
 
     from iptbench.errors import IptbenchError
     from iptbench.io import check_output
-    from iptbench.models.checkpoints import convert_official
+    from iptbench.models.checkpoints import convert_weights
 
     check_output(out, inputs=[official], overwrite=force, flag="--overwrite (or --force)")
     if out.suffix.lower() != ".safetensors":
@@ -51,7 +51,7 @@ def convert(
     task_list = parse_list(tasks, "--tasks", "sr-x2")
     with console.status(f"converting {escape(official.name)}"):
         dtype = torch.float16 if half else None
-        model = convert_official(official, out, num_heads=num_heads, tasks=task_list, dtype=dtype)
+        model = convert_weights(official, out, num_heads=num_heads, tasks=task_list, dtype=dtype)
     console.print(
         f"wrote [bold]{escape(str(out))}[/] ({model.num_parameters():,} parameters; "
         f"tasks {', '.join(model.tasks)}; "

@@ -23,7 +23,6 @@ from typing import Any
 
 import torch
 
-from iptbench import threads
 from iptbench.devices import auto_device
 from iptbench.errors import IptbenchError
 from iptbench.evaluation.precomputed import PrecomputedImages, parse_images_dir
@@ -134,7 +133,6 @@ def _ipt_prefix(text: str, options: SpecOptions) -> Restorer:
 
 @register_spec("py:", "py:MODULE:FACTORY")
 def _python(text: str, options: SpecOptions) -> Restorer:
-    threads.for_inference()
     return from_factory(
         text,
         label=options.label,
@@ -184,7 +182,6 @@ def _ipt(path: Path, options: SpecOptions) -> Restorer:
     )
     device = settings.device or auto_device()
     model = models.load_model(path, device=device)
-    threads.for_inference()
     return IptRestorer(model, path, sha256_file(path), settings, device)
 
 

@@ -5,7 +5,7 @@ May import ops, io, tasks and errors only; never evaluation, train or the data p
 
 from iptbench.models.checkpoints import (
     checkpoint_info,
-    convert_official,
+    convert_weights,
     load_model,
     load_state_dict_strict,
     read_official_state_dict,
@@ -19,7 +19,7 @@ __all__ = [
     "IPT",
     "IPTConfig",
     "checkpoint_info",
-    "convert_official",
+    "convert_weights",
     "count_windows",
     "create_model",
     "list_models",

@@ -318,7 +318,7 @@ def official_to_model(
     return model.eval()
 
 
-def convert_official(
+def convert_weights(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
     *,

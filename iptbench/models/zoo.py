@@ -119,7 +119,8 @@ def where_to_get(entry: ZooEntry) -> str:
     """One line: where the file comes from and where to put it."""
     if entry.url:
         return f"run `iptbench weights fetch {entry.name}` (or download {entry.url}) into {cache_dir()}"
-    where = search_dirs()[0] if os.environ.get("IPTBENCH_WEIGHTS") else Path("weights")
+    # The folder `fetch` writes to: searched from any working directory, unlike ./weights.
+    where = search_dirs()[0] if os.environ.get("IPTBENCH_WEIGHTS") else cache_dir()
     return f"download {entry.filename} from {entry.page or entry.source} and put it in {where.resolve()}"
 
 

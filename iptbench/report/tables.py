@@ -21,11 +21,9 @@ from pathlib import Path
 from iptbench.errors import IptbenchError
 from iptbench.report.loading import Measured, load_results
 from iptbench.report.published import PublishedRow, published_for
-from iptbench.tasks import get_task, task_names
+from iptbench.tasks import get_task, tasks_in_table_order
 
 FORMATS = ("md", "csv", "latex")
-# Paper order: super-resolution, then denoising, then deraining (not the official task index order).
-BLOCK_ORDER = ("sr-x2", "sr-x3", "sr-x4", "denoise-30", "denoise-50", "derain")
 DAGGER = "†"
 
 
@@ -182,7 +180,7 @@ def _delta_notes(notes: _DeltaNotes) -> list[str]:
 
 def build_blocks(measured: list[Measured], published: bool = False) -> list[Block]:
     blocks = []
-    for task in (*BLOCK_ORDER, *(t for t in task_names() if t not in BLOCK_ORDER)):
+    for task in tasks_in_table_order():
         rows_for_task = [m for m in measured if m.task == task]
         if not rows_for_task:
             continue

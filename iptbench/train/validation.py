@@ -80,10 +80,9 @@ class BenchmarkSet:
 
     def grey(self, item: Any) -> bool:
         """A ground truth stored with one channel is scored by the profile's grey rule, as eval does."""
-        from iptbench.evaluation import scoring
+        from iptbench.images import is_grey_file
 
-        is_grey = getattr(scoring, "is_grey_file", None)
-        return bool(is_grey(item.target)) if is_grey is not None else False
+        return is_grey_file(item.target)
 
 
 class MiniSet(BenchmarkSet):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from iptbench.errors import IptbenchError
-from iptbench.models import IPT, checkpoint_info, convert_official, create_model, load_model, save_model
+from iptbench.models import IPT, checkpoint_info, convert_weights, create_model, load_model, save_model
 from iptbench.models.checkpoints import infer_official_config, load_state_dict_strict
 from iptbench.tasks import OFFICIAL_TASK_NAMES
 
@@ -65,7 +65,7 @@ def test_convert_official_then_load_gives_identical_outputs(
     model = create_model("ipt-tiny", tasks=tasks, seed=7)
     src = _save_official(model, tmp_path / filename)
     dst = tmp_path / "converted.safetensors"
-    converted = convert_official(src, dst, num_heads=TINY_HEADS)
+    converted = convert_weights(src, dst, num_heads=TINY_HEADS)
     assert converted.tasks == model.tasks  # inferred from tail shapes, file name, or the six-task layout
     reloaded = load_model(dst)
     direct = load_model(src, num_heads=TINY_HEADS)  # official files load directly too

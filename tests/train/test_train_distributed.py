@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,29 +16,14 @@ from iptbench.pairs.patches import PatchDataset
 from iptbench.train import TrainConfig, train
 from iptbench.train.data import split_holdout
 from iptbench.train.validation import HoldoutSet, Validator
+from tests.subprocesses import run_in_new_session
 
 COMMON = ["--model", "ipt-tiny", "--steps", "6", "--batch-size", "2", "--workers", "0", "--log-every", "1"]
 COMMON += ["--device", "cpu", "--lr", "1e-3", "--save-every", "4"]
 
 
 def _run(cmd: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run in a new session so a hang kills the torchrun workers too, not only their launcher."""
-    proc = subprocess.Popen(
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=cwd,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    return run_in_new_session(cmd, env=env, cwd=cwd, timeout=240)
 
 
 def _losses(run: Path) -> list[float]:

@@ -13,7 +13,7 @@ from iptbench.models import load_model, zoo
 
 ROOT = Path(__file__).resolve().parents[2]
 # weights/README.md: one fine-tuning per task group, sharing one six-task pre-training
-BUNDLED = ("sr2", "sr34", "derain")
+BUNDLED = ("sr2", "sr34", "denoise", "derain")
 SIZE_CAP = 40 * 1024 * 1024  # issue #12: at most 40 MB in all
 
 

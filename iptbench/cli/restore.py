@@ -103,11 +103,11 @@ def restore_command(
     _check_outputs(files, output, overwrite)
     probes = {f: _probe(f) for f in files}
     dev = choose_device(device)
-    threads.use_idle_cores()  # the cores idle now, measured before our own work starts
     from iptbench.models.inference import resolve_precision
 
     if (weights is None) == (model is None):
         raise IptbenchError("pass either --weights (an IPT checkpoint) or --model SPEC (any restorer)")
+    threads.use_idle_cores()  # the cores idle now, measured before our own work starts
     if model is not None:  # through the Restorer protocol, like iptbench eval
         settings = {"tile_mode": tile_mode, "window_batch": window_batch, "self_ensemble": self_ensemble}
         _restore_with_spec(model, files, task, output, device=str(dev), precision=precision, **settings)

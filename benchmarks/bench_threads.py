@@ -6,8 +6,8 @@
 Three workloads, each timed in a fresh process per setting (torch fixes its pool at first use):
 - `bicubic`: what `iptbench eval --model bicubic` does per image (MATLAB imresize down and up, Y PSNR),
   on the cores iptbench measures idle when the command starts;
-- `ipt-tiny eval`: one batch of 64 48x48 windows through ipt-tiny (what eval and restore run), also on
-  the idle cores;
+- `ipt-tiny eval`: one batch of 64 48x48 windows through ipt-tiny (what eval and restore run), on all
+  cores whatever the load (`threads.for_network`);
 - `ipt-tiny train`: a training step (forward, L1, backward, Adam) on a batch of 16 48x48 windows, which
   iptbench keeps on one thread so that the same command gives the same weights whatever the load.
 "Loaded" starts one busy-looping process per core for the run, as a shared CI runner or a laptop compiling
@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 CHILD = r"""
-import sys, time, torch
+import contextlib, sys, time, torch
 from iptbench import threads
 mode, work, reps = sys.argv[1], sys.argv[2], int(sys.argv[3])
 if mode == "iptbench":
@@ -47,7 +47,7 @@ elif work == "ipt-tiny eval":
     model = create_model("ipt-tiny", "denoise-30").eval()
     x = torch.rand(64, 3, 48, 48) * 255
     def step():
-        with torch.inference_mode():
+        with threads.for_network(), torch.inference_mode():
             model(x, "denoise-30")
 else:
     from iptbench.models import create_model
@@ -62,7 +62,9 @@ step()
 t = time.perf_counter()
 for _ in range(reps):
     step()
-print((time.perf_counter() - t) / reps, torch.get_num_threads())
+with threads.for_network() if work == "ipt-tiny eval" else contextlib.nullcontext():
+    used = torch.get_num_threads()
+print((time.perf_counter() - t) / reps, used)
 """
 
 

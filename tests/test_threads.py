@@ -60,6 +60,22 @@ def test_idle_cores_are_shared_between_torchrun_ranks(monkeypatch: pytest.Monkey
     assert threads.use_idle_cores() == 1
 
 
+def test_a_network_takes_all_cores_of_its_rank_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.setattr(threads, "cpu_count", lambda: 4)
+    threads.configure(None)
+    with threads.for_network() as count:
+        assert count == 4 == torch.get_num_threads()
+    assert torch.get_num_threads() == 1
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two torchrun ranks on this machine share its cores
+    with threads.for_network() as count:
+        assert count == 2
+    threads.configure(3)  # --threads 3 is kept inside a network's pass too
+    with threads.for_network() as count:
+        assert count == 3
+
+
 def test_without_proc_stat_the_load_average_decides(monkeypatch: pytest.MonkeyPatch) -> None:
     _counters(monkeypatch, None)
     monkeypatch.setattr(threads.os, "getloadavg", lambda: (0.0, 0.0, 0.0))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import typer
@@ -130,16 +131,17 @@ def restore_command(
                 err_console.print(note, markup=False)
             bar.update(job, description=f.name)
             image = image_to_tensor(read_image(f))
-            out = restore(
-                ipt,
-                image,
-                task,
-                tile_mode=tile_mode,  # type: ignore[arg-type]
-                window_batch=window_batch,
-                self_ensemble=self_ensemble,
-                precision=precision,
-                progress=lambda n: bar.advance(job, n),
-            )
+            with threads.for_network():
+                out = restore(
+                    ipt,
+                    image,
+                    task,
+                    tile_mode=tile_mode,  # type: ignore[arg-type]
+                    window_batch=window_batch,
+                    self_ensemble=self_ensemble,
+                    precision=precision,
+                    progress=lambda n: bar.advance(job, n),
+                )
             write_png(output / f"{f.stem}.png", tensor_to_image(out.cpu()))
     console.print(
         f"wrote {len(files)} image(s) to {output} ({task}, {tile_mode} tiling, {precision} on {dev.type}, "
@@ -161,7 +163,8 @@ def _restore_with_spec(spec: str, files: list[Path], task: str, output: Path, **
         raise IptbenchError(f"{entry.name} does not do {task} (it does: {does})")
     output.mkdir(parents=True, exist_ok=True)
     for f in files:
-        out = entry(image_to_tensor(read_image(f)), get_task(task))
+        with threads.for_network() if entry.runs_a_network else nullcontext():
+            out = entry(image_to_tensor(read_image(f)), get_task(task))
         write_png(output / f"{f.stem}.png", tensor_to_image(out.cpu()))
     console.print(f"wrote {len(files)} image(s) to {output} ({task}, {entry.name})", markup=False)
 

@@ -69,6 +69,11 @@ class ModelEntry:
             getattr(restorer, "images", None),
         )
 
+    @property
+    def runs_a_network(self) -> bool:
+        """IPT and wrapped torch modules: their forward pass takes all cores (threads.for_network)."""
+        return self.kind in ("ipt", "module")
+
     def supports(self, task: Task | str) -> bool:
         return (task.name if isinstance(task, Task) else task) in self.tasks
 

@@ -28,6 +28,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from iptbench import threads
 from iptbench.degradations.noise import noise_digest, noise_for_profile
 from iptbench.errors import IptbenchError
 from iptbench.evaluation import outputs
@@ -234,6 +235,9 @@ class Runner:
     def _restore(self, cell: PlannedCell, inp: torch.Tensor, item: Any) -> torch.Tensor:
         if cell.images is not None:
             return image_to_tensor(read_image(cell.images.files[item.name]))
+        if cell.model.runs_a_network:
+            with threads.for_network():
+                return cell.model(inp, cell.planned.entry.task)
         return cell.model(inp, cell.planned.entry.task)
 
     def _run_entry(

@@ -206,3 +206,34 @@ def test_limited_run_is_not_resumed_by_a_full_run(make_root: Callable[..., Path]
     run_eval(_config(root, out, datasets=["Set5"]), [full])
     assert len(calls2) == 15
     assert [r["images"] for r in _csv(out / "summary.csv")] == ["5", "5", "5"]
+
+
+def test_networks_run_on_all_cores_and_baselines_on_the_chosen_count(
+    make_root: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from iptbench import threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.setattr(threads, "cpu_count", lambda: 2)
+    before = torch.get_num_threads()
+    seen: dict[str, set[int]] = {"network": set(), "baseline": set()}
+
+    def recording(kind: str) -> ModelEntry:
+        def restore(x: torch.Tensor, task: Task) -> torch.Tensor:
+            seen["network" if kind == "module" else "baseline"].add(torch.get_num_threads())
+            return baselines.bicubic_upscale(x, task.scale)
+
+        return ModelEntry(kind, ("sr-x2",), restore, kind=kind)
+
+    try:
+        threads.configure(None)  # iptbench's own choice: one thread outside a network's forward pass
+        run_eval(
+            _config(make_root("Set5"), tmp_path / "run", datasets=["Set5"]),
+            [recording("module"), recording("baseline")],
+        )
+        assert seen == {"network": {2}, "baseline": {1}}
+        assert torch.get_num_threads() == 1  # the network's count does not leak into what follows
+    finally:
+        torch.set_num_threads(before)
+        threads._choice.source, threads._choice.threads = "default", 0

@@ -20,6 +20,7 @@ from typing import Any
 
 from iptbench._version import __version__
 from iptbench.errors import Interrupted, IptbenchError, describe_os_error
+from iptbench.interrupts import ctrl_c_checkpoints
 from iptbench.io import fsync_path, same_file
 from iptbench.pairs.pair_worker import (
     BuildConfig,
@@ -28,6 +29,7 @@ from iptbench.pairs.pair_worker import (
     process_source,
     rain_identity,
     results_in_order,
+    shutdown_pool,
 )
 from iptbench.pairs.pairfile import (
     FORMAT,
@@ -185,7 +187,7 @@ def build(
             writer.close()
     finally:
         if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+            shutdown_pool(pool)
 
 
 def _finished(output: Path, manifest: dict[str, Any], summary: BuildSummary, resume: bool) -> BuildSummary:
@@ -259,17 +261,20 @@ def _run(
     pool, workers = pool_workers
     chunk = max(1, min(8, len(items) // (8 * max(workers, 1)) or 1))
     try:
-        for result in results_in_order(items, cfg, pool, workers, chunk):
-            writer.append(result)
-            new = sum(p.count for p in result.payloads.values())
-            summary.new_pairs += new
-            since += 1
-            if on_result:
-                on_result(result, new)
-            now = time.monotonic()
-            if (commit_every and since >= commit_every) or (not commit_every and now - last_commit > 5.0):
-                writer.commit()
-                last_commit, since = now, 0
+        with ctrl_c_checkpoints() as check:
+            for result in results_in_order(items, cfg, pool, workers, chunk):
+                check()  # before the write: an interrupted build keeps what was committed
+                writer.append(result)
+                new = sum(p.count for p in result.payloads.values())
+                summary.new_pairs += new
+                since += 1
+                if on_result:
+                    on_result(result, new)
+                now = time.monotonic()
+                if (commit_every and since >= commit_every) or (not commit_every and now - last_commit > 5.0):
+                    writer.commit()
+                    last_commit, since = now, 0
+            check()
         skipped = writer.status_counts()
         hashes = writer.finish({"skipped": skipped, "build_seconds": round(time.perf_counter() - t0, 3)})
     except OSError as exc:

@@ -186,6 +186,7 @@ def _init_pool_worker(cfg: BuildConfig, registrations: Registrations = ((), ()))
     # Ctrl-C reaches the whole process group. The parent alone handles it (rolls the file back, says one
     # line); a worker that raised KeyboardInterrupt too would print its own traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _block_sigint(False)  # make_pool blocked it while we started
     # A spawned worker knows only the built-in tasks; forked ones already hold these (a no-op for them).
     restore_registrations(registrations)
     _init_worker(cfg)
@@ -202,9 +203,12 @@ def make_pool(cfg: BuildConfig, workers: int, start_method: str | None = None) -
         return None
     ctx = mp.get_context(start_method or default_start_method())
     registrations = runtime_registrations(cfg.tasks)
-    # Forked children inherit an ignored SIGINT from the moment they exist, before their initializer runs.
+    # SIGINT is blocked while the workers start: a child inherits the mask, so a Ctrl-C cannot reach it
+    # before its initializer ignores it, and one pressed meanwhile reaches this process when unblocked
+    # (ignoring it instead would drop it, and the build would run on).
     main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    if main:
+        _block_sigint(True)
     try:
         pool = ProcessPoolExecutor(
             workers, mp_context=ctx, initializer=_init_pool_worker, initargs=(cfg, registrations)
@@ -218,9 +222,26 @@ def make_pool(cfg: BuildConfig, workers: int, start_method: str | None = None) -
                 "--workers 1 builds in this process"
             ) from None
     finally:
+        if main:
+            _block_sigint(False)
+    return pool
+
+
+def shutdown_pool(pool: ProcessPoolExecutor) -> None:
+    """Stop the workers with Ctrl-C ignored: the build is over (finished, or already interrupted and rolled
+    back), and a SIGINT landing in the executor's weakref callbacks would only print a traceback."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        pool.shutdown(wait=True, cancel_futures=True)
+    finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
-    return pool
+
+
+def _block_sigint(block: bool) -> None:
+    if hasattr(signal, "pthread_sigmask"):  # POSIX; elsewhere workers are spawned and ignore it themselves
+        signal.pthread_sigmask(signal.SIG_BLOCK if block else signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def results_in_order(

@@ -151,8 +151,9 @@ def _root(
         None,
         "--threads",
         min=1,
-        help="CPU threads for torch (default: eval and restore take the cores idle when they start, other "
-        "commands one thread; an explicit OMP_NUM_THREADS is respected).",
+        help="CPU threads for torch (default: networks in eval and restore use all cores, baselines the "
+        "cores idle when they start, metrics and other commands one thread; an explicit OMP_NUM_THREADS is "
+        "respected).",
     ),
 ) -> None:
     """The Image Processing Transformer (IPT) end to end: data, models, checkpoints and honest numbers."""

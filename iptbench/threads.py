@@ -123,11 +123,3 @@ def for_network() -> Iterator[int]:
         yield torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
-
-
-def describe() -> str:
-    """One phrase for logs and manifests: how many threads, and who chose."""
-    who = {"flag": "--threads", "env": "OMP_NUM_THREADS", "auto": "chosen by iptbench"}.get(
-        _choice.source, "torch default"
-    )
-    return f"{torch.get_num_threads()} CPU threads ({who})"

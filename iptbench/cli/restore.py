@@ -108,8 +108,8 @@ def restore_command(
 
     if (weights is None) == (model is None):
         raise IptbenchError("pass either --weights (an IPT checkpoint) or --model SPEC (any restorer)")
-    threads.use_idle_cores()  # the cores idle now, measured before our own work starts
     if model is not None:  # through the Restorer protocol, like iptbench eval
+        threads.use_idle_cores()  # for a baseline; a network's pass takes all cores (threads.for_network)
         settings = {"tile_mode": tile_mode, "window_batch": window_batch, "self_ensemble": self_ensemble}
         _restore_with_spec(model, files, task, output, device=str(dev), precision=precision, **settings)
         return

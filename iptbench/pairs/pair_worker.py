@@ -221,9 +221,16 @@ def make_pool(cfg: BuildConfig, workers: int, start_method: str | None = None) -
                 f"build-data workers ({ctx.get_start_method()}) failed to start (their error is above); "
                 "--workers 1 builds in this process"
             ) from None
-    finally:
+    except BaseException:
         if main:
             _block_sigint(False)
+        raise
+    if main:
+        try:
+            _block_sigint(False)  # a Ctrl-C pressed while the workers started is raised here
+        except KeyboardInterrupt:
+            shutdown_pool(pool)
+            raise
     return pool
 
 
